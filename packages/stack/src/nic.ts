@@ -1,5 +1,5 @@
 import type { IPAddress } from './address.js';
-import { Subnet } from './address.js';
+import type { Subnet } from './address.js';
 import type { PacketBuffer } from './buffer.js';
 import { createCounters } from './stats.js';
 import type { LinkDispatcher, LinkEndpoint, NetworkProtocol, NicHandle } from './registration.js';

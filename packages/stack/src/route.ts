@@ -1,5 +1,5 @@
 import type { IPAddress } from './address.js';
-import { Subnet } from './address.js';
+import type { Subnet } from './address.js';
 import type { NIC } from './nic.js';
 
 /** One row of the routing table. */

@@ -69,7 +69,7 @@ export class Stack {
   private readonly routes = new RouteTable();
   private readonly networksByVersion: (NetworkProtocol | undefined)[] = [];
   private readonly networkList: NetworkProtocol[] = [];
-  private readonly transportsByNumber: (TransportProtocol | undefined)[] = new Array(256);
+  private readonly transportsByNumber: (TransportProtocol | undefined)[] = new Array<TransportProtocol | undefined>(256);
   private readonly transportList: TransportProtocol[] = [];
   private readonly flushers: TransportProtocol[] = [];
   private nextNicId = 1;
@@ -81,10 +81,11 @@ export class Stack {
     this.clock = options.clock ?? new RealClock();
     this.random = options.random ?? new CryptoRandom();
     this.context = this.makeContext();
-    if (!Array.isArray(options.network) || options.network.length === 0) {
+    const networks: readonly NetworkProtocolFactory[] = options.network;
+    if (networks === undefined || networks.length === 0) {
       throw new StackAssemblyError('a stack needs at least one network protocol (for example network: [ipv4()])');
     }
-    for (const factory of options.network) {
+    for (const factory of networks) {
       if (typeof factory !== 'function') throw new StackAssemblyError('network entries must be protocol factories, like ipv4()');
       const p = factory(this.context);
       if (this.networksByVersion[p.version] !== undefined) {
@@ -233,6 +234,7 @@ export class Stack {
   }
 
   private makeContext(): StackContext {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- closures below read the stack's live tables
     const stack = this;
     const resolve = (remote: IPAddress, local: IPAddress | null | undefined, nicId: number | undefined): Route => {
       if (!(remote instanceof IPAddress)) throw errnoError('EINVAL', 'route', 'remote must be an IPAddress');
