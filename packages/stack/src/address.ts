@@ -18,7 +18,8 @@ export class IPAddress {
 
   /** Copies 4 or 16 bytes from `buf` at `off` into a new address. */
   static fromBytes(buf: Uint8Array, off = 0, len: 4 | 16 = buf.length === 16 ? 16 : 4): IPAddress {
-    return new IPAddress(buf.slice(off, off + len));
+    // A copy into a plain Uint8Array: `Buffer#slice` would share (and pin) the packet's memory.
+    return new IPAddress(new Uint8Array(buf.subarray(off, off + len)));
   }
 
   /** An IPv4 address from its 32-bit value. */

@@ -1,0 +1,895 @@
+/**
+ * The IPv4 network protocol with ICMPv4 inside: receive validation and delivery, sending with
+ * fragmentation, reassembly, local loopback, path MTU, echo (and a ping API), ICMP errors.
+ */
+import type {
+  ControlMessage,
+  Counters,
+  NetworkPacketInfo,
+  NetworkProtocol,
+  NetworkProtocolFactory,
+  NicHandle,
+  Route,
+  StackContext,
+  Timer,
+  WriteParams,
+} from '@usernet/stack';
+import {
+  createCounters,
+  DeliverResult,
+  errnoError,
+  finishChecksum,
+  IPAddress,
+  PacketBuffer,
+  pseudoHeaderSum,
+  sumBytes,
+} from '@usernet/stack';
+import {
+  Ipv4Header,
+  IPV4_FLAG_DF,
+  IPV4_FLAG_MF,
+  IPV4_MAX_HEADER_LENGTH,
+  IPV4_MAX_PACKET_LENGTH,
+  IPV4_MIN_HEADER_LENGTH,
+  IPV4_MIN_MTU,
+  IPV4_OFFSET_MASK,
+  IpProtocol,
+  isLimitedBroadcastBytes,
+  isMulticastBytes,
+  isUnspecifiedBytes,
+  writeIpv4Header,
+} from './header.js';
+import {
+  ICMP_HEADER_LENGTH,
+  IcmpHeader,
+  icmpErrorToErrno,
+  IcmpTimeExceededCode,
+  IcmpType,
+  IcmpUnreachableCode,
+  isIcmpQueryType,
+  setIcmpChecksum,
+} from './icmp.js';
+import type { ExpiredDatagram } from './reassembly.js';
+import { Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
+
+export interface Ipv4Options {
+  /** TTL of packets we originate when the transport gives none. Default 64 (Linux ip_default_ttl). */
+  ttl?: number;
+  /** Lifetime of an incomplete datagram, ms. Default 30000 (Linux ipfrag_time). */
+  reassemblyTimeoutMs?: number;
+  /** Bytes the reassembly table may hold. Default 4 MiB (Linux ipfrag_high_thresh). */
+  reassemblyMemoryLimit?: number;
+  /**
+   * Fragments one datagram may have. Default 1365: enough for a 65535-byte datagram over the
+   * 68-byte minimum MTU (48 data bytes per fragment).
+   */
+  maxFragmentsPerDatagram?: number;
+  /** ICMP errors per second we send at most (token bucket; 0 allows only the initial burst). Default 1000 (Linux icmp_msgs_per_sec). */
+  icmpErrorRate?: number;
+  /** Token bucket depth for ICMP errors. Default 50 (Linux icmp_msgs_burst). */
+  icmpErrorBurst?: number;
+  /** Path MTU cache entries. Default 1024. */
+  pmtuCacheSize?: number;
+  /** Lifetime of a learned path MTU, ms. Default 600000 (10 minutes, RFC 1191 §6.3). */
+  pmtuExpiryMs?: number;
+  /** Pings awaiting a reply at once. Default 1024. */
+  maxOutstandingPings?: number;
+  /** Packets to our own addresses waiting for local delivery. Default 4096. */
+  loopbackQueueLimit?: number;
+}
+
+export interface PingOptions {
+  /** Bytes of ICMP data (after the 8-byte ICMP header). Default 56, like ping(8). */
+  size?: number;
+  /** Give up after this long, ms (rejects with ETIMEDOUT). Default 1000. */
+  timeoutMs?: number;
+  /** TTL of the request; the protocol default when omitted. */
+  ttl?: number;
+  /** Exact data to send (overrides `size`). */
+  payload?: Uint8Array;
+}
+
+export interface PingResult {
+  /** Round-trip time in clock milliseconds. */
+  rtt: number;
+  /** TTL of the reply as received. */
+  ttl: number;
+  /** ICMP bytes received (header + data), as ping(8) prints. */
+  bytes: number;
+  /** ICMP sequence number used. */
+  seq: number;
+}
+
+export const IPV4_COUNTERS = [
+  'PacketsReceived',
+  'PacketsDelivered',
+  'PacketsSent',
+  'MalformedPacketsReceived',
+  'InvalidDestinationAddressesReceived',
+  'InvalidSourceAddressesReceived',
+  'UnknownProtocolReceived',
+  ...REASSEMBLY_COUNTERS,
+  'FragmentsCreated',
+  'FragmentedDatagramsSent',
+  'OutgoingPacketErrors',
+  'LoopbackPackets',
+  'LoopbackDropped',
+  'PmtuUpdates',
+  'IcmpMessagesReceived',
+  'IcmpMalformedReceived',
+  'IcmpEchoRequestsReceived',
+  'IcmpEchoRequestsIgnored',
+  'IcmpEchoRepliesSent',
+  'IcmpEchoRequestsSent',
+  'IcmpEchoRepliesReceived',
+  'IcmpEchoRepliesUnmatched',
+  'IcmpErrorsSent',
+  'IcmpErrorsRateLimited',
+  'IcmpErrorsReceived',
+  'IcmpErrorsIgnored',
+  'IcmpOtherReceived',
+] as const;
+export type Ipv4Counter = (typeof IPV4_COUNTERS)[number];
+
+/** Default headroom of packets this protocol originates (room for the IP header and a link's). */
+const ORIGIN_HEADROOM = 64;
+/** Headroom of each fragment we create. */
+const FRAGMENT_HEADROOM = 16;
+/** RFC 1812 §4.3.2.3: an ICMP error, IP header included, need not exceed 576 bytes. */
+const ICMP_ERROR_MAX = 576;
+/** Largest echo data: 65535 minus the IP and ICMP headers. */
+const MAX_PING_DATA = IPV4_MAX_PACKET_LENGTH - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH;
+
+interface PmtuEntry {
+  mtu: number;
+  expires: number;
+}
+
+interface PendingPing {
+  seq: number;
+  remote: IPAddress;
+  broadcast: boolean;
+  sentAt: number;
+  data: Uint8Array;
+  timer: Timer;
+  resolve: (r: PingResult) => void;
+  reject: (e: Error) => void;
+}
+
+/** The per-packet facts handed to transports; reused between packets (borrowed for the call). */
+class PacketInfo implements NetworkPacketInfo {
+  nic!: NicHandle;
+  src!: IPAddress;
+  dst!: IPAddress;
+  ttl = 0;
+  tos = 0;
+  broadcast = false;
+  constructor(readonly network: NetworkProtocol) {}
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw errnoError('EINVAL', 'ipv4', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function resolveOptions(o: Ipv4Options): Required<Ipv4Options> {
+  const rate = o.icmpErrorRate ?? 1000;
+  if (typeof rate !== 'number' || Number.isNaN(rate) || rate < 0) throw errnoError('EINVAL', 'ipv4', `icmpErrorRate must be >= 0`);
+  return {
+    ttl: positiveInt('ttl', o.ttl, 64, 1, 255),
+    reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 30_000),
+    reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
+    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, 1365, 2, 8192),
+    icmpErrorRate: rate,
+    icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
+    pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
+    pmtuExpiryMs: positiveInt('pmtuExpiryMs', o.pmtuExpiryMs, 600_000),
+    maxOutstandingPings: positiveInt('maxOutstandingPings', o.maxOutstandingPings, 1024, 1, 65536),
+    loopbackQueueLimit: positiveInt('loopbackQueueLimit', o.loopbackQueueLimit, 4096),
+  };
+}
+
+/**
+ * IPv4 (RFC 791, host requirements of RFC 1122) and ICMPv4 (RFC 792). Created by {@link ipv4}
+ * when the stack is assembled; reach it with `stack.network<IPv4Protocol>('ipv4')`.
+ */
+export class IPv4Protocol implements NetworkProtocol {
+  readonly name = 'ipv4';
+  readonly version = 4 as const;
+  readonly maxHeaderLength = IPV4_MAX_HEADER_LENGTH;
+  readonly stats: Counters<Ipv4Counter> = createCounters(IPV4_COUNTERS);
+
+  private readonly opts: Required<Ipv4Options>;
+  private readonly hdr = new Ipv4Header();
+  private readonly icmp = new IcmpHeader();
+  private readonly info: PacketInfo;
+  private infoBusy = false;
+  private lastSrc: IPAddress | null = null;
+  private lastDst: IPAddress | null = null;
+  private nextId: number;
+  private readonly reassembler: Reassembler;
+  private readonly pmtu = new Map<string, PmtuEntry>();
+  // ICMP error token bucket (RFC 1812 §4.3.2.8 asks for a rate limit).
+  private tokens: number;
+  private tokensAt: number;
+  // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
+  private loopNics: NicHandle[] = [];
+  private loopPkts: PacketBuffer[] = [];
+  private spareNics: NicHandle[] = [];
+  private sparePkts: PacketBuffer[] = [];
+  private readonly loopTimer: Timer;
+  private inLoopback = false;
+  private readonly loopProtocols: number[] = [];
+  private readonly loopProtocolSeen = new Uint8Array(256);
+  // Ping.
+  private readonly pingId: number;
+  private nextSeq = 0;
+  private readonly pings = new Map<number, PendingPing>();
+  private closed = false;
+
+  constructor(
+    private readonly ctx: StackContext,
+    options: Ipv4Options = {},
+  ) {
+    this.opts = resolveOptions(options);
+    this.info = new PacketInfo(this);
+    this.nextId = ctx.random.uint32() & 0xffff;
+    this.pingId = ctx.random.uint32() & 0xffff;
+    this.tokens = this.opts.icmpErrorBurst;
+    this.tokensAt = ctx.clock.now();
+    this.reassembler = new Reassembler(
+      ctx.clock,
+      {
+        timeoutMs: this.opts.reassemblyTimeoutMs,
+        memoryLimit: this.opts.reassemblyMemoryLimit,
+        maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram,
+      },
+      this.stats,
+      (d) => this.reassemblyTimedOut(d),
+    );
+    this.loopTimer = ctx.clock.createTimer(() => this.deliverLoopback());
+  }
+
+  /** Bytes the reassembly table holds now (never above `reassemblyMemoryLimit`). */
+  get reassemblyMemory(): number {
+    return this.reassembler.memory;
+  }
+
+  /** Datagrams being reassembled now. */
+  get reassemblyDatagrams(): number {
+    return this.reassembler.size;
+  }
+
+  /** Pings awaiting a reply. */
+  get outstandingPings(): number {
+    return this.pings.size;
+  }
+
+  // -- Receive ------------------------------------------------------------------------------
+
+  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
+    const st = this.stats;
+    st.PacketsReceived++;
+    if (this.closed) return;
+    let buf: Uint8Array = pkt.data;
+    let ipOff = pkt.start;
+    const h = this.hdr;
+    // RFC 1122 §3.2.1.1-2: silently discard bad version and bad checksum; RFC 791 lengths.
+    if (Ipv4Header.check(buf, ipOff, pkt.length) !== null) {
+      st.MalformedPacketsReceived++;
+      return;
+    }
+    h.reset(buf, ipOff);
+    // Bytes beyond the total length are link padding (Ethernet minimum frames).
+    if (h.totalLength < pkt.length) pkt.truncate(h.totalLength);
+    // RFC 1122 §3.2.1.3: a source address must not be a broadcast or multicast address.
+    const srcOff = ipOff + 12;
+    if (isMulticastBytes(buf, srcOff) || nic.isBroadcastBytes(buf, srcOff)) {
+      st.InvalidSourceAddressesReceived++;
+      return;
+    }
+    // Destination: one of our addresses (weak host model, RFC 1122 §3.3.4.2, as Linux), or a
+    // broadcast of the receiving NIC's subnets. No multicast membership, no forwarding.
+    const dstOff = ipOff + 16;
+    let dst: IPAddress | undefined;
+    let broadcast = false;
+    for (const a of nic.addresses) {
+      if (a.address.family === 4 && a.address.equalsBytes(buf, dstOff)) {
+        dst = a.address;
+        break;
+      }
+    }
+    if (dst === undefined) {
+      if (nic.isBroadcastBytes(buf, dstOff)) {
+        broadcast = true;
+        dst = this.cachedDst(buf, dstOff);
+      } else if (!isMulticastBytes(buf, dstOff)) {
+        const d = this.cachedDst(buf, dstOff);
+        if (this.ctx.isLocalAddress(d)) dst = d;
+      }
+      if (dst === undefined) {
+        st.InvalidDestinationAddressesReceived++;
+        return;
+      }
+    }
+    if (h.isFragment) {
+      const whole = this.reassembler.add(nic, h);
+      if (whole === null) return;
+      pkt = whole;
+      buf = pkt.data;
+      ipOff = pkt.start;
+      h.reset(buf, ipOff);
+    }
+    const hl = h.headerLength;
+    const total = h.totalLength;
+    const protocol = h.protocol;
+    const ttl = h.ttl;
+    const tos = h.tos;
+    const src = this.cachedSrc(buf, ipOff + 12);
+    pkt.consume(hl);
+    pkt.transportOffset = 0;
+    if (protocol === IpProtocol.ICMP) {
+      st.PacketsDelivered++;
+      this.handleIcmp(nic, pkt, buf, src, dst, ttl, tos, broadcast);
+      return;
+    }
+    const reentrant = this.infoBusy;
+    const info = reentrant ? new PacketInfo(this) : this.info;
+    info.nic = nic;
+    info.src = src;
+    info.dst = dst;
+    info.ttl = ttl;
+    info.tos = tos;
+    info.broadcast = broadcast;
+    this.infoBusy = true;
+    let result: DeliverResult | undefined;
+    try {
+      result = this.ctx.deliverTransport(protocol, info, pkt);
+    } finally {
+      if (!reentrant) this.infoBusy = false;
+    }
+    if (result === undefined) {
+      // RFC 1122 §3.2.2.1: protocol unreachable for a protocol nobody speaks.
+      st.UnknownProtocolReceived++;
+      if (!broadcast) this.sendIcmpError(nic, buf, ipOff, total, IcmpType.DestinationUnreachable, IcmpUnreachableCode.Protocol, 0);
+      return;
+    }
+    if (this.inLoopback) this.noteLoopProtocol(protocol);
+    if (result === DeliverResult.Delivered) {
+      st.PacketsDelivered++;
+    } else if (result === DeliverResult.PortUnreachable) {
+      // The transport left the bytes alone when it found no endpoint: quote them.
+      if (!broadcast) this.sendIcmpError(nic, buf, ipOff, total, IcmpType.DestinationUnreachable, IcmpUnreachableCode.Port, 0);
+    }
+  }
+
+  private cachedSrc(buf: Uint8Array, off: number): IPAddress {
+    const last = this.lastSrc;
+    if (last !== null && last.equalsBytes(buf, off)) return last;
+    const a = IPAddress.fromBytes(buf, off, 4);
+    this.lastSrc = a;
+    return a;
+  }
+
+  private cachedDst(buf: Uint8Array, off: number): IPAddress {
+    const last = this.lastDst;
+    if (last !== null && last.equalsBytes(buf, off)) return last;
+    const a = IPAddress.fromBytes(buf, off, 4);
+    this.lastDst = a;
+    return a;
+  }
+
+  // -- ICMP receive -------------------------------------------------------------------------
+
+  private handleIcmp(
+    nic: NicHandle,
+    pkt: PacketBuffer,
+    buf: Uint8Array,
+    src: IPAddress,
+    dst: IPAddress,
+    ttl: number,
+    tos: number,
+    broadcast: boolean,
+  ): void {
+    const st = this.stats;
+    st.IcmpMessagesReceived++;
+    const off = pkt.start;
+    const len = pkt.length;
+    if (IcmpHeader.check(buf, off, len, !pkt.checksumVerified) !== null) {
+      st.IcmpMalformedReceived++;
+      return;
+    }
+    const m = this.icmp.reset(buf, off, len);
+    const type = m.type;
+    switch (type) {
+      case IcmpType.EchoRequest:
+        st.IcmpEchoRequestsReceived++;
+        // Like Linux's icmp_echo_ignore_broadcasts (default on): no smurf amplifier.
+        if (broadcast) {
+          st.IcmpEchoRequestsIgnored++;
+          return;
+        }
+        this.answerEcho(pkt, src, dst, tos);
+        return;
+      case IcmpType.EchoReply:
+        st.IcmpEchoRepliesReceived++;
+        this.handleEchoReply(m, src, ttl);
+        return;
+      case IcmpType.DestinationUnreachable:
+      case IcmpType.TimeExceeded:
+      case IcmpType.ParameterProblem:
+        st.IcmpErrorsReceived++;
+        this.handleIcmpError(nic, m);
+        return;
+      default:
+        // Source quench (deprecated, RFC 6633), redirect (we do not change routes on a
+        // peer's word), timestamps and the rest: counted and ignored.
+        st.IcmpOtherReceived++;
+        return;
+    }
+  }
+
+  /** Echo reply (RFC 792): the request's data back, sent in place of the request's bytes. */
+  private answerEcho(pkt: PacketBuffer, src: IPAddress, dst: IPAddress, tos: number): void {
+    const buf = pkt.data;
+    const off = pkt.start;
+    buf[off] = IcmpType.EchoReply;
+    buf[off + 1] = 0;
+    setIcmpChecksum(buf, off, pkt.length);
+    pkt.checksumVerified = false;
+    pkt.needsChecksum = false;
+    let route: Route;
+    try {
+      route = this.ctx.findRoute(src, dst);
+    } catch {
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    try {
+      this.writePacket(route, IpProtocol.ICMP, pkt, { tos });
+      this.stats.IcmpEchoRepliesSent++;
+    } catch {
+      // Counted by writePacket.
+    }
+  }
+
+  private handleEchoReply(m: IcmpHeader, src: IPAddress, ttl: number): void {
+    const p = m.identifier === this.pingId ? this.pings.get(m.sequence) : undefined;
+    if (p === undefined || (!p.broadcast && !p.remote.equals(src)) || !sameBytes(m.buf, m.dataOffset, m.dataLength, p.data)) {
+      this.stats.IcmpEchoRepliesUnmatched++;
+      return;
+    }
+    this.pings.delete(p.seq);
+    p.timer.cancel();
+    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, ttl, bytes: m.len, seq: p.seq });
+  }
+
+  /**
+   * An ICMP error about a packet we sent (RFC 1122 §3.2.2): validate the quoted header, learn
+   * the path MTU, and tell the transport (or the ping) that sent it.
+   */
+  private handleIcmpError(nic: NicHandle, m: IcmpHeader): void {
+    const st = this.stats;
+    const type = m.type;
+    const code = m.code;
+    const error = icmpErrorToErrno(type, code);
+    if (error === undefined) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    // The quote: an IP header and at least 8 bytes of what followed it (RFC 792).
+    const q = m.dataOffset;
+    const qLen = m.dataLength;
+    const buf = m.buf;
+    if (qLen < IPV4_MIN_HEADER_LENGTH + 8 || buf[q]! >> 4 !== 4) {
+      st.IcmpMalformedReceived++;
+      return;
+    }
+    const qhl = (buf[q]! & 0x0f) * 4;
+    if (qhl < IPV4_MIN_HEADER_LENGTH || qhl + 8 > qLen) {
+      st.IcmpMalformedReceived++;
+      return;
+    }
+    // The transport header is only there in a first fragment.
+    const qFrag = ((buf[q + 6]! << 8) | buf[q + 7]!) & IPV4_OFFSET_MASK;
+    const qSrc = IPAddress.fromBytes(buf, q + 12, 4);
+    if (qFrag !== 0 || !this.ctx.isLocalAddress(qSrc)) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    const qDst = IPAddress.fromBytes(buf, q + 16, 4);
+    const qProto = buf[q + 9]!;
+    let mtu: number | undefined;
+    if (type === IcmpType.DestinationUnreachable && code === IcmpUnreachableCode.FragmentationNeeded) {
+      mtu = this.learnPmtu(qDst, m.nextHopMtu, nic);
+    }
+    const th = q + qhl;
+    const thLen = qLen - qhl;
+    if (qProto === IpProtocol.ICMP) {
+      // About one of our echo requests: fail that ping.
+      if (buf[th] === IcmpType.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
+        const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
+        const p = this.pings.get(seq);
+        if (p !== undefined) {
+          this.pings.delete(seq);
+          p.timer.cancel();
+          p.reject(errnoError(error, 'ping', `ICMP type ${type} code ${code} about ${qDst.toString()}`));
+        }
+      }
+      return;
+    }
+    const msg: ControlMessage = {
+      error,
+      ...(mtu !== undefined ? { mtu } : {}),
+      type,
+      code,
+      src: qSrc,
+      dst: qDst,
+      transportHeader: buf.subarray(th, th + thLen),
+      network: this,
+      nic,
+    };
+    if (this.inLoopback) this.noteLoopProtocol(qProto);
+    this.ctx.deliverControl(qProto, msg);
+  }
+
+  /**
+   * RFC 1191 §3: lower the path MTU towards `remote` to `reported`; values below 68 (old
+   * routers send 0) are ignored, as are values that would raise it. Returns the MTU in force.
+   */
+  private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number | undefined {
+    if (reported < IPV4_MIN_MTU) return undefined;
+    const now = this.ctx.clock.now();
+    const cur = this.pmtu.get(remote.key);
+    const base = cur !== undefined && cur.expires > now ? cur.mtu : nic.mtu;
+    if (reported >= base) return base;
+    if (cur !== undefined) this.pmtu.delete(remote.key);
+    while (this.pmtu.size >= this.opts.pmtuCacheSize) {
+      const oldest = this.pmtu.keys().next();
+      if (oldest.done === true) break;
+      this.pmtu.delete(oldest.value);
+    }
+    this.pmtu.set(remote.key, { mtu: reported, expires: now + this.opts.pmtuExpiryMs });
+    this.stats.PmtuUpdates++;
+    return reported;
+  }
+
+  // -- ICMP send ----------------------------------------------------------------------------
+
+  /** Token bucket: may we send one more ICMP error now? */
+  private allowIcmpError(): boolean {
+    const rate = this.opts.icmpErrorRate;
+    if (rate === Infinity) return true;
+    const now = this.ctx.clock.now();
+    const burst = this.opts.icmpErrorBurst;
+    this.tokens = Math.min(burst, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Sends an ICMP error about the packet at `buf[ipOff..ipOff+len)` (a checked IP header) back
+   * to its source, unless RFC 1122 §3.2.2 forbids it: never about an ICMP error, a datagram to
+   * a broadcast or multicast address, a non-initial fragment, or from a source that does not
+   * name a single host. Rate limited. Never throws.
+   */
+  private sendIcmpError(nic: NicHandle, buf: Uint8Array, ipOff: number, len: number, type: number, code: number, rest: number): void {
+    const hl = (buf[ipOff]! & 0x0f) * 4;
+    const fragOffset = ((buf[ipOff + 6]! << 8) | buf[ipOff + 7]!) & IPV4_OFFSET_MASK;
+    if (fragOffset !== 0) return;
+    const dstOff = ipOff + 16;
+    if (isMulticastBytes(buf, dstOff) || nic.isBroadcastBytes(buf, dstOff)) return;
+    const srcOff = ipOff + 12;
+    if (isUnspecifiedBytes(buf, srcOff) || isMulticastBytes(buf, srcOff) || isLimitedBroadcastBytes(buf, srcOff) || nic.isBroadcastBytes(buf, srcOff)) return;
+    if (buf[ipOff + 9] === IpProtocol.ICMP) {
+      // Only queries may be answered with an error; an unreadable type counts as an error.
+      if (hl >= len || !isIcmpQueryType(buf[ipOff + hl]!)) return;
+    }
+    if (!this.allowIcmpError()) {
+      this.stats.IcmpErrorsRateLimited++;
+      return;
+    }
+    const src = IPAddress.fromBytes(buf, srcOff, 4);
+    const origDst = IPAddress.fromBytes(buf, dstOff, 4);
+    let route: Route;
+    try {
+      route = this.ctx.findRoute(src, this.ctx.isLocalAddress(origDst) ? origDst : null);
+    } catch {
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    const quote = Math.min(len, ICMP_ERROR_MAX - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH);
+    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMP_HEADER_LENGTH + quote);
+    const out = pkt.data;
+    const o = pkt.start;
+    out[o] = type;
+    out[o + 1] = code;
+    out[o + 4] = rest >>> 24;
+    out[o + 5] = (rest >>> 16) & 0xff;
+    out[o + 6] = (rest >>> 8) & 0xff;
+    out[o + 7] = rest & 0xff;
+    out.set(buf.subarray(ipOff, ipOff + quote), o + ICMP_HEADER_LENGTH);
+    setIcmpChecksum(out, o, pkt.length);
+    try {
+      this.writePacket(route, IpProtocol.ICMP, pkt);
+      this.stats.IcmpErrorsSent++;
+    } catch {
+      // Counted by writePacket.
+    }
+  }
+
+  private reassemblyTimedOut(d: ExpiredDatagram): void {
+    const q = d.firstFragment;
+    if (q === null || this.closed) return;
+    this.sendIcmpError(d.nic, q, 0, q.length, IcmpType.TimeExceeded, IcmpTimeExceededCode.FragmentReassembly, 0);
+  }
+
+  // -- Send ---------------------------------------------------------------------------------
+
+  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
+    const st = this.stats;
+    if (this.closed) {
+      st.OutgoingPacketErrors++;
+      return;
+    }
+    const remote = route.remote;
+    const local = route.local;
+    if (remote.family !== 4 || local.family !== 4) throw errnoError('EAFNOSUPPORT', 'send', 'IPv4 route expected');
+    const payloadLen = pkt.length;
+    const total = IPV4_MIN_HEADER_LENGTH + payloadLen;
+    if (total > IPV4_MAX_PACKET_LENGTH) {
+      st.OutgoingPacketErrors++;
+      throw errnoError('EMSGSIZE', 'send', `${total}-byte IPv4 datagram exceeds 65535`);
+    }
+    const ttl = params?.ttl ?? this.opts.ttl;
+    const tos = params?.tos ?? 0;
+    const df = params?.dontFragment === true;
+    const id = this.nextId;
+    this.nextId = (id + 1) & 0xffff;
+    const isLocal = this.ctx.isLocalAddress(remote);
+    if (isLocal) {
+      // Like Linux's lo: no MTU to respect, nothing can corrupt the bytes.
+      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
+      this.queueLoopback(route.nic, pkt);
+      return;
+    }
+    const mtu = this.learnedMtu(route);
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize;
+    if (total <= mtu || gso) {
+      this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
+      if (route.nic.writePacket(pkt)) st.PacketsSent++;
+      else st.OutgoingPacketErrors++;
+      return;
+    }
+    if (df) {
+      st.OutgoingPacketErrors++;
+      throw errnoError('EMSGSIZE', 'send', `${total}-byte datagram with DF set exceeds path MTU ${mtu}`);
+    }
+    this.fragment(route, transportProtocol, pkt, mtu, tos, id, ttl);
+  }
+
+  private prependHeader(pkt: PacketBuffer, tos: number, total: number, id: number, flags: number, ttl: number, proto: number, local: IPAddress, remote: IPAddress): void {
+    const off = pkt.prepend(IPV4_MIN_HEADER_LENGTH);
+    writeIpv4Header(pkt.data, off, IPV4_MIN_HEADER_LENGTH, tos, total, id, flags, ttl, proto, local.bytes, remote.bytes);
+    pkt.transportOffset = IPV4_MIN_HEADER_LENGTH;
+  }
+
+  /**
+   * RFC 791 §3.2 "Fragmentation": every fragment but the last carries a multiple of 8 data
+   * bytes and MF; offsets count 8-byte units. Each fragment is a fresh packet.
+   */
+  private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tos: number, id: number, ttl: number): void {
+    const st = this.stats;
+    // A link cannot finish a transport checksum spread over fragments: do it here.
+    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    const maxData = (mtu - IPV4_MIN_HEADER_LENGTH) & ~7;
+    const payloadLen = pkt.length;
+    const src = route.local.bytes;
+    const dst = route.remote.bytes;
+    const nic = route.nic;
+    st.FragmentedDatagramsSent++;
+    for (let off = 0; off < payloadLen; off += maxData) {
+      const n = Math.min(maxData, payloadLen - off);
+      const more = off + n < payloadLen;
+      const frag = PacketBuffer.allocate(FRAGMENT_HEADROOM, IPV4_MIN_HEADER_LENGTH + n);
+      const o = frag.start;
+      frag.data.set(pkt.data.subarray(pkt.start + off, pkt.start + off + n), o + IPV4_MIN_HEADER_LENGTH);
+      writeIpv4Header(frag.data, o, IPV4_MIN_HEADER_LENGTH, tos, IPV4_MIN_HEADER_LENGTH + n, id, (more ? IPV4_FLAG_MF : 0) | (off >> 3), ttl, proto, src, dst);
+      frag.transportOffset = IPV4_MIN_HEADER_LENGTH;
+      st.FragmentsCreated++;
+      if (nic.writePacket(frag)) st.PacketsSent++;
+      else st.OutgoingPacketErrors++;
+    }
+  }
+
+  /**
+   * Finishes a checksum the transport left as the pseudo-header sum (checksum offload): the
+   * sum over the whole segment, field included, complemented (RFC 1071). UDP and TCP only.
+   */
+  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
+    const field = proto === IpProtocol.UDP ? 6 : proto === IpProtocol.TCP ? 16 : -1;
+    pkt.needsChecksum = false;
+    if (field < 0 || pkt.length < field + 2) return;
+    const buf = pkt.data;
+    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
+    if (c === 0 && proto === IpProtocol.UDP) c = 0xffff; // RFC 768: 0 means "no checksum"
+    buf[pkt.start + field] = c >> 8;
+    buf[pkt.start + field + 1] = c & 0xff;
+  }
+
+  pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {
+    return pseudoHeaderSum(src.bytes, dst.bytes, transportProtocol, length);
+  }
+
+  /** The link MTU, lowered by what ICMP fragmentation-needed taught us (RFC 1191); 65535 to ourselves. */
+  pathMtu(route: Route): number {
+    if (this.ctx.isLocalAddress(route.remote)) return IPV4_MAX_PACKET_LENGTH;
+    return this.learnedMtu(route);
+  }
+
+  private learnedMtu(route: Route): number {
+    const linkMtu = route.nic.mtu;
+    if (this.pmtu.size === 0) return linkMtu;
+    const e = this.pmtu.get(route.remote.key);
+    if (e === undefined) return linkMtu;
+    if (e.expires <= this.ctx.clock.now()) {
+      // RFC 1191 §6.3: forget a learned PMTU after a while, so a raised path MTU is found.
+      this.pmtu.delete(route.remote.key);
+      return linkMtu;
+    }
+    return Math.min(linkMtu, e.mtu);
+  }
+
+  // -- Loopback -----------------------------------------------------------------------------
+
+  private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
+    if (this.loopPkts.length >= this.opts.loopbackQueueLimit) {
+      this.stats.LoopbackDropped++;
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    pkt.checksumVerified = true;
+    pkt.needsChecksum = false;
+    this.loopNics.push(nic);
+    this.loopPkts.push(pkt);
+    this.stats.PacketsSent++;
+    this.stats.LoopbackPackets++;
+    if (this.loopPkts.length === 1) this.loopTimer.schedule(0);
+  }
+
+  private deliverLoopback(): void {
+    if (this.closed) return;
+    const nics = this.loopNics;
+    const pkts = this.loopPkts;
+    // Swap queues: what is sent while delivering waits for the next turn.
+    this.loopNics = this.spareNics;
+    this.loopPkts = this.sparePkts;
+    this.spareNics = nics;
+    this.sparePkts = pkts;
+    this.inLoopback = true;
+    try {
+      for (let i = 0; i < pkts.length; i++) this.handlePacket(nics[i]!, pkts[i]!);
+    } finally {
+      this.inLoopback = false;
+      nics.length = 0;
+      pkts.length = 0;
+    }
+    // What a NIC does after a batch: let the transports flush their queued work.
+    const protos = this.loopProtocols;
+    for (let i = 0; i < protos.length; i++) {
+      const p = protos[i]!;
+      this.loopProtocolSeen[p] = 0;
+      this.ctx.transport(p)?.flush?.();
+    }
+    protos.length = 0;
+  }
+
+  private noteLoopProtocol(p: number): void {
+    if (this.loopProtocolSeen[p] === 0) {
+      this.loopProtocolSeen[p] = 1;
+      this.loopProtocols.push(p);
+    }
+  }
+
+  // -- Ping ---------------------------------------------------------------------------------
+
+  /**
+   * Sends an ICMP echo request to `remote` and resolves with the reply. Rejects with
+   * ETIMEDOUT when no reply comes within `timeoutMs`, with the code an ICMP error maps to
+   * (EHOSTUNREACH, ENETUNREACH, …), with ENETUNREACH when there is no route, or ENOBUFS when
+   * too many pings are outstanding. Sizes beyond the path MTU are fragmented.
+   */
+  ping(remote: IPAddress | string, opts: PingOptions = {}): Promise<PingResult> {
+    return new Promise<PingResult>((resolve, reject) => {
+      try {
+        this.startPing(remote, opts, resolve, reject);
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  }
+
+  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+    if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
+    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
+    if (!(remote instanceof IPAddress) || remote.family !== 4) throw errnoError('EINVAL', 'ping', 'an IPv4 address is required');
+    const timeoutMs = opts.timeoutMs ?? 1000;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
+    const ttl = opts.ttl;
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)) throw errnoError('EINVAL', 'ping', 'ttl must be an integer from 1 to 255');
+    let data: Uint8Array;
+    if (opts.payload !== undefined) {
+      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
+      data = new Uint8Array(opts.payload); // a copy (Buffer#slice would share memory)
+    } else {
+      const size = opts.size ?? 56;
+      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
+      data = new Uint8Array(size);
+      for (let i = 0; i < size; i++) data[i] = i & 0xff;
+    }
+    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
+    let seq = this.nextSeq;
+    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
+    this.nextSeq = (seq + 1) & 0xffff;
+    const route = this.ctx.findRoute(remote);
+    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMP_HEADER_LENGTH + data.length);
+    const b = pkt.data;
+    const o = pkt.start;
+    b[o] = IcmpType.EchoRequest;
+    b[o + 1] = 0;
+    b[o + 4] = this.pingId >> 8;
+    b[o + 5] = this.pingId & 0xff;
+    b[o + 6] = seq >> 8;
+    b[o + 7] = seq & 0xff;
+    b.set(data, o + ICMP_HEADER_LENGTH);
+    setIcmpChecksum(b, o, pkt.length);
+    const timer = this.ctx.clock.createTimer(() => {
+      if (this.pings.get(seq) !== entry) return;
+      this.pings.delete(seq);
+      reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
+    });
+    const entry: PendingPing = { seq, remote, broadcast: route.broadcast, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
+    this.writePacket(route, IpProtocol.ICMP, pkt, ttl !== undefined ? { ttl } : undefined);
+    this.stats.IcmpEchoRequestsSent++;
+    this.pings.set(seq, entry);
+    timer.schedule(timeoutMs);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reassembler.clear();
+    this.loopTimer.cancel();
+    this.loopNics.length = 0;
+    this.loopPkts.length = 0;
+    for (const p of this.pings.values()) {
+      p.timer.cancel();
+      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
+    }
+    this.pings.clear();
+    this.pmtu.clear();
+  }
+}
+
+function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
+  if (len !== want.length) return false;
+  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
+  return true;
+}
+
+/**
+ * The IPv4 plugin: `createStack({ network: [ipv4({ ttl: 64 })] })`. Options are checked here,
+ * at assembly (EINVAL).
+ */
+export function ipv4(options: Ipv4Options = {}): NetworkProtocolFactory {
+  resolveOptions(options);
+  return (ctx: StackContext) => new IPv4Protocol(ctx, options);
+}

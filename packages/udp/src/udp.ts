@@ -1,0 +1,425 @@
+import type {
+  ControlMessage,
+  Counters,
+  IPAddress,
+  NetworkPacketInfo,
+  Route,
+  StackContext,
+  TransportProtocol,
+  TransportProtocolFactory,
+  WriteParams,
+} from '@usernet/stack';
+import { createCounters, DEFAULT_HEADROOM, DeliverResult, errnoError, PacketBuffer, UsernetError } from '@usernet/stack';
+import type { UdpDatagram, UdpEndpointOptions, UdpSendParams } from './endpoint.js';
+import { UDP_DATAGRAM_OVERHEAD, UDP_DEFAULT_RECEIVE_BUFFER, UdpEndpoint } from './endpoint.js';
+import {
+  computeUdpChecksum,
+  partialUdpChecksum,
+  UDP_HEADER_LENGTH,
+  UDP_PROTOCOL_NUMBER,
+  udpDatagramLength,
+  verifyUdpChecksum,
+  writeUdpHeader,
+} from './header.js';
+
+export interface UdpOptions {
+  /** Default receive buffer of new endpoints, in bytes (212992, like Linux rmem_default). */
+  receiveBufferSize?: number;
+  /**
+   * First and last port (inclusive) for automatic binding; `[32768, 60999]` by default, like
+   * Linux's net.ipv4.ip_local_port_range.
+   */
+  ephemeralPorts?: readonly [number, number];
+}
+
+/**
+ * UDP counters (in the spirit of Linux's `Udp:` line: InDatagrams = PacketsDelivered, NoPorts =
+ * UnknownPortErrors, RcvbufErrors = ReceiveBufferErrors, InCsumErrors = ChecksumErrors).
+ */
+export const UDP_COUNTERS = [
+  /** Every packet the network layer handed to UDP. */
+  'PacketsReceived',
+  /** Datagrams queued to an endpoint (a broadcast queued to three endpoints counts three). */
+  'PacketsDelivered',
+  /** Unicast datagrams for a port nobody listens on (answered with ICMP port unreachable). */
+  'UnknownPortErrors',
+  /** Broadcast / multicast datagrams no endpoint wanted (no ICMP is sent for those). */
+  'BroadcastNoPort',
+  /** Datagrams dropped because the endpoint's receive queue was full. */
+  'ReceiveBufferErrors',
+  /** Shorter than a header, Length field < 8 or past the bytes present, zero checksum over IPv6. */
+  'MalformedPacketsReceived',
+  /** Checksum did not verify. */
+  'ChecksumErrors',
+  /** Datagrams handed to the network layer. */
+  'PacketsSent',
+  /** Sends the network layer refused with an error (EMSGSIZE, ENETUNREACH, …). */
+  'SendErrors',
+  /** ICMP errors about datagrams we sent. */
+  'ControlMessagesReceived',
+  /** ICMP errors that matched no connected endpoint (unconnected endpoints ignore them, as Linux). */
+  'ControlMessagesIgnored',
+] as const;
+export type UdpCounter = (typeof UDP_COUNTERS)[number];
+
+/**
+ * UDP (RFC 768) over whatever network protocols the stack has. Reaches the network only through
+ * the StackContext, routes and the route's NetworkProtocol.
+ */
+export class UDPProtocol implements TransportProtocol {
+  readonly name = 'udp';
+  readonly protocol = UDP_PROTOCOL_NUMBER;
+  readonly stats: Counters<UdpCounter> = createCounters(UDP_COUNTERS);
+  /** @internal */ readonly defaultReceiveBufferSize: number;
+  private readonly portLow: number;
+  private readonly portHigh: number;
+  /** Bound endpoints by local port, per family (index 0: IPv4, 1: IPv6); most recent first. */
+  private readonly ports: [Map<number, UdpEndpoint[]>, Map<number, UdpEndpoint[]>] = [
+    new Map<number, UdpEndpoint[]>(),
+    new Map<number, UdpEndpoint[]>(),
+  ];
+  /** Endpoints with something to report at the end of this batch (DESIGN.md rule 7). */
+  private dirty: UdpEndpoint[] = [];
+  private spareDirty: UdpEndpoint[] = [];
+  /** Reused for every send: no allocation per datagram. */
+  private readonly writeParams: WriteParams = { ttl: undefined, tos: undefined };
+  private closed = false;
+
+  constructor(
+    /** @internal */ readonly ctx: StackContext,
+    options: UdpOptions = {},
+  ) {
+    const o = checkOptions(options);
+    this.defaultReceiveBufferSize = o.receiveBufferSize;
+    this.portLow = o.ephemeralPorts[0];
+    this.portHigh = o.ephemeralPorts[1];
+  }
+
+  /** Creates an unbound endpoint. Throws EAFNOSUPPORT when the stack lacks the family. */
+  createEndpoint(options: UdpEndpointOptions = {}): UdpEndpoint {
+    if (this.closed) throw errnoError('EBADF', 'socket', 'the stack is closed');
+    const family = options.family ?? (this.ctx.network(4) !== undefined ? 4 : 6);
+    if (family !== 4 && family !== 6) throw errnoError('EAFNOSUPPORT', 'socket', `family ${String(family)}`);
+    if (this.ctx.network(family) === undefined) throw errnoError('EAFNOSUPPORT', 'socket', `no IPv${family} in this stack`);
+    return new UdpEndpoint(this, family, options);
+  }
+
+  // -- Receive --------------------------------------------------------------------------------
+
+  handlePacket(info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult {
+    const st = this.stats;
+    st.PacketsReceived++;
+    const buf = pkt.data;
+    const off = pkt.start;
+    const avail = pkt.end - pkt.start;
+    if (avail < UDP_HEADER_LENGTH || off < 0 || pkt.end > buf.length) {
+      st.MalformedPacketsReceived++;
+      return DeliverResult.Malformed;
+    }
+    // RFC 768: Length covers header and data. Fewer bytes than present: link padding, trimmed.
+    const len = udpDatagramLength((buf[off + 4]! << 8) | buf[off + 5]!, avail);
+    if (len < 0) {
+      st.MalformedPacketsReceived++;
+      return DeliverResult.Malformed;
+    }
+    const checksum = (buf[off + 6]! << 8) | buf[off + 7]!;
+    if (checksum === 0) {
+      // RFC 768: zero means the sender computed none — allowed over IPv4 only. RFC 8200 §8.1:
+      // over IPv6 the checksum is mandatory and a zero one is discarded.
+      if (info.network.version !== 4) {
+        st.MalformedPacketsReceived++;
+        return DeliverResult.Malformed;
+      }
+    } else if (!pkt.checksumVerified) {
+      const ps = info.network.pseudoHeaderSum(info.src, info.dst, UDP_PROTOCOL_NUMBER, len);
+      if (!verifyUdpChecksum(ps, buf, off, len)) {
+        st.ChecksumErrors++;
+        return DeliverResult.Malformed;
+      }
+    }
+    const srcPort = (buf[off]! << 8) | buf[off + 1]!;
+    const dstPort = (buf[off + 2]! << 8) | buf[off + 3]!;
+    const list = this.ports[info.network.version === 4 ? 0 : 1].get(dstPort);
+    const data = buf.subarray(off + UDP_HEADER_LENGTH, off + len);
+    if (info.broadcast) {
+      // Broadcast and multicast go to every matching endpoint, each with its own copy.
+      let n = 0;
+      if (list !== undefined) {
+        for (let i = 0; i < list.length; i++) {
+          const ep = list[i]!;
+          if (matchScore(ep, info, srcPort) < 0) continue;
+          // (new Uint8Array copies; Buffer#slice would not.)
+          this.enqueue(ep, n === 0 ? data : new Uint8Array(data), info, srcPort);
+          n++;
+        }
+      }
+      if (n === 0) {
+        st.BroadcastNoPort++;
+        return DeliverResult.PortUnreachable;
+      }
+      return DeliverResult.Delivered;
+    }
+    // Unicast: the best match wins — connected (4-tuple) over a specific local address over the
+    // wildcard; among equals the most recently bound (list order).
+    let best: UdpEndpoint | undefined;
+    let bestScore = -1;
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        const ep = list[i]!;
+        const s = matchScore(ep, info, srcPort);
+        if (s > bestScore) {
+          best = ep;
+          bestScore = s;
+          if (s === 3) break;
+        }
+      }
+    }
+    if (best === undefined) {
+      st.UnknownPortErrors++;
+      return DeliverResult.PortUnreachable;
+    }
+    this.enqueue(best, data, info, srcPort);
+    return DeliverResult.Delivered;
+  }
+
+  private enqueue(ep: UdpEndpoint, data: Uint8Array, info: NetworkPacketInfo, srcPort: number): void {
+    const cost = data.length + UDP_DATAGRAM_OVERHEAD;
+    // Like Linux (__udp_enqueue_schedule_skb), an empty queue takes one datagram of any size.
+    if (ep.queuedBytes > 0 && ep.queuedBytes + cost > ep.receiveBufferSize) {
+      ep.stats.ReceiveBufferErrors++;
+      this.stats.ReceiveBufferErrors++;
+      return;
+    }
+    const d: UdpDatagram = { data, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos };
+    ep.queue.push(d);
+    ep.queuedBytes += cost;
+    ep.stats.PacketsReceived++;
+    ep.stats.BytesReceived += data.length;
+    this.stats.PacketsDelivered++;
+    this.markDirty(ep);
+  }
+
+  private markDirty(ep: UdpEndpoint): void {
+    if (ep.dirty) return;
+    ep.dirty = true;
+    this.dirty.push(ep);
+  }
+
+  /**
+   * End of an inbound batch: tells each endpoint that got datagrams (onReadable) or an ICMP error
+   * (onError) once. A callback that throws does not stop the others; the first error is
+   * rethrown after all have run.
+   */
+  flush(): void {
+    const list = this.dirty;
+    if (list.length === 0) return;
+    this.dirty = this.spareDirty;
+    this.spareDirty = list;
+    let failed = false;
+    let firstError: unknown;
+    for (let i = 0; i < list.length; i++) {
+      const ep = list[i]!;
+      ep.dirty = false;
+      if (ep.closed) continue;
+      try {
+        if (ep.errorToReport) {
+          ep.errorToReport = false;
+          const err = ep.pendingError;
+          if (err !== null && ep.onError !== null) ep.onError(err);
+        }
+        if (!ep.closed && ep.onReadable !== null && ep.head < ep.queue.length) ep.onReadable();
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          firstError = e;
+        }
+      }
+    }
+    list.length = 0;
+    if (failed) throw firstError;
+  }
+
+  // -- ICMP errors ----------------------------------------------------------------------------
+
+  handleControl(msg: ControlMessage): void {
+    const st = this.stats;
+    st.ControlMessagesReceived++;
+    const h = msg.transportHeader;
+    if (h.length < 4) {
+      st.ControlMessagesIgnored++;
+      return;
+    }
+    // The quoted header is one we sent: its source port is ours, its destination the peer's.
+    const ourPort = (h[0]! << 8) | h[1]!;
+    const peerPort = (h[2]! << 8) | h[3]!;
+    const list = this.ports[msg.network.version === 4 ? 0 : 1].get(ourPort);
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        const ep = list[i]!;
+        if (ep.remote === null || ep.remotePort_ !== peerPort || !ep.remote.equals(msg.dst)) continue;
+        if (ep.localSpecific && !ep.local!.equals(msg.src)) continue;
+        // Like Linux without IP_RECVERR: only connected endpoints hear of ICMP errors; the error
+        // waits as SO_ERROR for the next send and is reported through onError after this batch.
+        ep.pendingError = new UsernetError(msg.error, 'send', `ICMP type ${msg.type} code ${msg.code} from ${msg.dst.toString()}:${peerPort}`);
+        ep.errorToReport = true;
+        this.markDirty(ep);
+        return;
+      }
+    }
+    st.ControlMessagesIgnored++;
+  }
+
+  // -- Send -----------------------------------------------------------------------------------
+
+  /** @internal Finds a route, reporting errors as `syscall` failures. */
+  resolveRoute(remote: IPAddress, local: IPAddress | null, syscall: string, port: number): Route {
+    try {
+      return this.ctx.findRoute(remote, local);
+    } catch (e) {
+      if (e instanceof UsernetError) throw errnoError(e.code, syscall, `${remote.toString()}:${port}`);
+      throw e;
+    }
+  }
+
+  /** @internal Builds and sends one datagram: one buffer, one copy of the payload. */
+  transmit(ep: UdpEndpoint, route: Route, dstPort: number, data: Uint8Array, params: UdpSendParams | undefined): void {
+    const net = route.network;
+    const payloadLength = data.length;
+    const udpLength = payloadLength + UDP_HEADER_LENGTH;
+    const headroom = Math.max(DEFAULT_HEADROOM, net.maxHeaderLength + UDP_HEADER_LENGTH);
+    const store = Buffer.allocUnsafe(headroom + payloadLength);
+    store.set(data, headroom);
+    const pkt = new PacketBuffer(store, headroom, headroom + payloadLength);
+    const off = pkt.prepend(UDP_HEADER_LENGTH);
+    writeUdpHeader(store, off, ep.localPort_, dstPort, udpLength, 0);
+    const ps = net.pseudoHeaderSum(route.local, route.remote, UDP_PROTOCOL_NUMBER, udpLength);
+    let checksum: number;
+    if (route.nic.link.capabilities.checksumOffload) {
+      // The link sums header and data onto the pseudo-header sum we leave in the field.
+      checksum = partialUdpChecksum(ps);
+      pkt.needsChecksum = true;
+    } else {
+      checksum = computeUdpChecksum(ps, store, off, udpLength);
+    }
+    store[off + 6] = checksum >>> 8;
+    store[off + 7] = checksum & 0xff;
+    const wp = this.writeParams;
+    wp.ttl = params?.ttl ?? ep.ttl;
+    wp.tos = params?.tos ?? ep.tos;
+    try {
+      net.writePacket(route, UDP_PROTOCOL_NUMBER, pkt, wp);
+    } catch (e) {
+      this.stats.SendErrors++;
+      if (e instanceof UsernetError && e.syscall !== 'send') throw errnoError(e.code, 'send', `${route.remote.toString()}:${dstPort}`);
+      throw e;
+    }
+    this.stats.PacketsSent++;
+    ep.stats.PacketsSent++;
+    ep.stats.BytesSent += payloadLength;
+  }
+
+  // -- Port table -----------------------------------------------------------------------------
+
+  /** @internal Binds `ep` to `addr` (possibly the any-address) and `port` (0: ephemeral). */
+  bindEndpoint(ep: UdpEndpoint, addr: IPAddress, port: number): void {
+    const table = this.ports[ep.family === 4 ? 0 : 1];
+    const specific = !addr.isUnspecified;
+    let p = port;
+    if (p === 0) {
+      // Random start, then linear probe (like Linux's ip_local_port_range selection); a port is
+      // taken only when no endpoint of the family holds it, so autobound ports are never shared.
+      const span = this.portHigh - this.portLow + 1;
+      const start = this.ctx.random.uint32() % span;
+      p = -1;
+      for (let i = 0; i < span; i++) {
+        const cand = this.portLow + ((start + i) % span);
+        if (!table.has(cand)) {
+          p = cand;
+          break;
+        }
+      }
+      if (p < 0) throw errnoError('EADDRINUSE', 'bind', `no free port in ${this.portLow}-${this.portHigh}`);
+    } else {
+      const list = table.get(p);
+      if (list !== undefined) {
+        for (const other of list) {
+          const overlap = !specific || !other.localSpecific || other.local!.equals(addr);
+          if (overlap && !(ep.reuseAddr && other.reuseAddr)) {
+            throw errnoError('EADDRINUSE', 'bind', `${addr.toString()}:${p}`);
+          }
+        }
+      }
+    }
+    let list = table.get(p);
+    if (list === undefined) {
+      list = [];
+      table.set(p, list);
+    }
+    list.unshift(ep);
+    ep.local = addr;
+    ep.localSpecific = specific;
+    ep.localPort_ = p;
+  }
+
+  /** @internal */
+  unbindEndpoint(ep: UdpEndpoint): void {
+    if (ep.local === null) return;
+    const table = this.ports[ep.family === 4 ? 0 : 1];
+    const list = table.get(ep.localPort_);
+    if (list !== undefined) {
+      const i = list.indexOf(ep);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) table.delete(ep.localPort_);
+    }
+  }
+
+  /** Number of bound endpoints (of both families). */
+  get boundEndpoints(): number {
+    let n = 0;
+    for (const t of this.ports) for (const l of t.values()) n += l.length;
+    return n;
+  }
+
+  /** Closes every endpoint. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const all: UdpEndpoint[] = [];
+    for (const t of this.ports) for (const l of t.values()) all.push(...l);
+    for (const ep of all) ep.close();
+    this.dirty.length = 0;
+  }
+}
+
+/**
+ * How well `ep` matches an inbound datagram: -1 no match; otherwise 1 point for a specific
+ * local address and 2 for a connected peer (so connected 4-tuple > specific > wildcard).
+ */
+function matchScore(ep: UdpEndpoint, info: NetworkPacketInfo, srcPort: number): number {
+  let s = 0;
+  if (ep.localSpecific) {
+    if (!ep.local!.equals(info.dst)) return -1;
+    s = 1;
+  }
+  if (ep.remote !== null) {
+    if (ep.remotePort_ !== srcPort || !ep.remote.equals(info.src)) return -1;
+    s += 2;
+  }
+  return s;
+}
+
+/** The UDP plugin: `createStack({ network: [ipv4()], transport: [udp()] })`. */
+export function udp(options: UdpOptions = {}): TransportProtocolFactory {
+  checkOptions(options); // bad options fail here, where the stack is configured
+  return (ctx: StackContext) => new UDPProtocol(ctx, options);
+}
+
+function checkOptions(options: UdpOptions): Required<UdpOptions> {
+  const rcv = options.receiveBufferSize ?? UDP_DEFAULT_RECEIVE_BUFFER;
+  if (!Number.isInteger(rcv) || rcv < 1 || rcv > 0x7fffffff) throw new RangeError(`udp: receiveBufferSize must be a positive integer, got ${rcv}`);
+  const [lo, hi] = options.ephemeralPorts ?? [32768, 60999];
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 0xffff || lo > hi) {
+    throw new RangeError(`udp: ephemeralPorts must be [low, high] within 1..65535, got [${lo}, ${hi}]`);
+  }
+  return { receiveBufferSize: rcv, ephemeralPorts: [lo, hi] };
+}
