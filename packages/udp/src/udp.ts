@@ -22,6 +22,10 @@ import {
   writeUdpHeader,
 } from './header.js';
 
+/** A datagram is copied out of its packet's store when the store is over 2x its size + 4 KiB. */
+const COPYBREAK_FACTOR = 2;
+const COPYBREAK_SLACK = 4096;
+
 export interface UdpOptions {
   /** Default receive buffer of new endpoints, in bytes (212992, like Linux rmem_default). */
   receiveBufferSize?: number;
@@ -190,7 +194,11 @@ export class UDPProtocol implements TransportProtocol {
       this.stats.ReceiveBufferErrors++;
       return;
     }
-    const d: UdpDatagram = { data, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos };
+    // A queued view keeps its whole backing store alive. When that store is much larger than the
+    // datagram (a link that reads many packets into one slab), keep a copy instead, so that the
+    // receive-buffer limit bounds the memory really held.
+    const kept = data.buffer.byteLength > COPYBREAK_FACTOR * data.length + COPYBREAK_SLACK ? new Uint8Array(data) : data;
+    const d: UdpDatagram = { data: kept, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos };
     ep.queue.push(d);
     ep.queuedBytes += cost;
     ep.stats.PacketsReceived++;

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { UsernetError } from '@usernet/stack';
-import { DEFAULT_HEADROOM, DeliverResult, IPAddress, pseudoHeaderSum } from '@usernet/stack';
+import { DEFAULT_HEADROOM, DeliverResult, IPAddress, PacketBuffer as PB, pseudoHeaderSum } from '@usernet/stack';
 import { UDP_DATAGRAM_OVERHEAD, UDP_MAX_PAYLOAD, verifyUdpChecksum } from '@usernet/udp';
 import type { UdpEndpoint } from '@usernet/udp';
 import type { Written } from './fake-net.js';
-import { buildUdp, bytes, harness, text } from './fake-net.js';
+import { buildUdp, bytes, frame, harness, text } from './fake-net.js';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -541,5 +541,29 @@ describe('protocol', () => {
     const { udp } = await import('@usernet/udp');
     expect(() => udp({ ephemeralPorts: [5, 4] })).toThrow(RangeError);
     expect(() => udp({ receiveBufferSize: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('receive memory', () => {
+  it('copies a small datagram out of a large shared receive buffer, and keeps a view otherwise', () => {
+    const h = harness();
+    const ep = h.udp.createEndpoint();
+    ep.bind('198.18.0.1', 9);
+    // A link that reads many packets into one 1 MiB slab: the datagram is a small view of it.
+    const meta = { src: '198.18.0.33', dst: '198.18.0.1' };
+    const dgram = buildUdp({ ...meta, srcPort: 1000, dstPort: 9, payload: text('small') });
+    const framed = frame(meta, dgram).bytes();
+    const slab = Buffer.alloc(1 << 20);
+    slab.set(framed, 4096);
+    const inSlab = PB.wrap(slab, 4096, 4096 + framed.length);
+    // A packet in a buffer of its own size.
+    const own = frame(meta, buildUdp({ ...meta, srcPort: 1001, dstPort: 9, payload: text('own') }));
+    h.nic.deliverPackets([inSlab, own]);
+    const a = ep.receive()!;
+    const b = ep.receive()!;
+    expect(Buffer.from(a.data).toString()).toBe('small');
+    expect(a.data.buffer.byteLength).toBe(5); // copied: the slab is not kept alive
+    expect(Buffer.from(b.data).toString()).toBe('own');
+    expect(b.data.buffer).toBe(own.data.buffer); // a view: no copy needed
   });
 });
