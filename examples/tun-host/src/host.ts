@@ -1,0 +1,201 @@
+import type { Counters, Stack } from '@usernet/stack';
+import { createStack, errnoError, Subnet } from '@usernet/stack';
+import { ipv4 } from '@usernet/ipv4';
+import type { UdpEndpoint, UDPProtocol } from '@usernet/udp';
+import { udp } from '@usernet/udp';
+import type { CaptureLink } from '@usernet/pcap';
+import { withCapture } from '@usernet/pcap';
+import type { TunLink, TunOffloads } from '@usernet/link-tun';
+import { configureTun, dropPrivileges, openTun } from '@usernet/link-tun';
+
+export interface HostOptions {
+  /** TUN interface name (<= 15 characters); the kernel picks one when omitted. */
+  tun?: string;
+  /** The stack's own addresses, like `198.18.0.2/24` (IPv4 only for now). At least one. */
+  addresses: readonly string[];
+  /** The kernel side's addresses on the TUN, like `198.18.0.1/24`. */
+  peers?: readonly string[];
+  /** Link MTU (68..65535). Default 1500. */
+  mtu?: number;
+  /** virtio-net header with checksum offload and TSO/USO. Default true. */
+  offload?: boolean;
+  /** Capture every packet crossing the TUN to this libpcap file. */
+  pcap?: string;
+  /** Drop root to this user (and its primary group) once everything needing root is done. */
+  user?: string;
+  /**
+   * Configure the kernel side (`peers`, MTU, up) with iproute2. Default true. Turn it off when
+   * the caller moves the device into another namespace and configures it there.
+   */
+  configure?: boolean;
+  /** UDP echo port; 0 turns the service off. Default 7. */
+  echoPort?: number;
+  /** UDP discard (count-only) port; 0 turns the service off. Default 9. */
+  discardPort?: number;
+}
+
+/** What a UDP service counts. */
+export interface ServiceCounters {
+  /** Datagrams received. */
+  Datagrams: number;
+  /** Payload bytes received. */
+  Bytes: number;
+  /** Echo replies that could not be sent. */
+  SendErrors: number;
+}
+
+export interface HostStats {
+  tun: { name: string; mtu: number; offloads: TunOffloads };
+  /** `stack.stats()`: counters by protocol and by NIC. */
+  stack: Record<string, Counters>;
+  /** The TUN link's counters. */
+  link: Counters;
+  /** The capture wrapper's counters, when capturing. */
+  capture: Counters | null;
+  echo: ServiceCounters;
+  discard: ServiceCounters;
+}
+
+export interface Host {
+  readonly stack: Stack;
+  /** The TUN device. */
+  readonly link: TunLink;
+  /** The capture wrapper around the TUN, when `pcap` was given. */
+  readonly capture: CaptureLink | null;
+  /** A snapshot of every counter. */
+  stats(): HostStats;
+  /** Stops the services, closes the stack, the capture file (flushed) and the device. Idempotent. */
+  close(): void;
+}
+
+const NIC_NAME = 'tun';
+/** The discard service never limits the benchmark by its queue. */
+const DISCARD_RECEIVE_BUFFER = 8 * 1024 * 1024;
+/** Capture records are written at least this often (and at close). */
+const PCAP_FLUSH_MS = 1000;
+
+function parseIpv4Cidrs(list: readonly string[], what: string): Subnet[] {
+  return list.map((text) => {
+    let s: Subnet;
+    try {
+      s = Subnet.parse(text);
+    } catch {
+      throw errnoError('EINVAL', 'startHost', `${what} ${JSON.stringify(text)} is not an address with a prefix length`);
+    }
+    if (s.family !== 4) throw errnoError('EAFNOSUPPORT', 'startHost', `${what} ${text}: IPv6 arrives with the ipv6 package`);
+    return s;
+  });
+}
+
+function checkPort(port: number, what: string): number {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw errnoError('EINVAL', 'startHost', `${what} ${port}`);
+  return port;
+}
+
+function newServiceCounters(): ServiceCounters {
+  return { Datagrams: 0, Bytes: 0, SendErrors: 0 };
+}
+
+/**
+ * Opens a TUN device, configures its kernel side, and serves a usernet stack on it: ping
+ * (ICMP echo, answered by ipv4), UDP echo (port 7) and UDP discard (port 9, counting only).
+ * Needs root (or CAP_NET_ADMIN); with `user`, drops to that user before returning. Throws (after
+ * undoing what it did) when any step fails.
+ */
+export function startHost(options: HostOptions): Host {
+  const addresses = parseIpv4Cidrs(options.addresses, 'address');
+  if (addresses.length === 0) throw errnoError('EINVAL', 'startHost', 'give at least one address');
+  const peers = parseIpv4Cidrs(options.peers ?? [], 'peer');
+  const echoPort = checkPort(options.echoPort ?? 7, 'echo port');
+  const discardPort = checkPort(options.discardPort ?? 9, 'discard port');
+
+  const tun = openTun({ name: options.tun, mtu: options.mtu, offload: options.offload ?? true });
+  let capture: CaptureLink | null = null;
+  let stack: Stack | null = null;
+  try {
+    if (options.configure ?? true) {
+      configureTun(tun.name, { addresses: peers.map((p) => p.toString()), mtu: tun.mtu, up: true });
+    }
+    if (options.pcap !== undefined) capture = withCapture(tun, { path: options.pcap });
+    stack = createStack({ network: [ipv4()], transport: [udp()] });
+    stack.addNic(capture ?? tun, { name: NIC_NAME });
+    for (const a of addresses) stack.addAddress(NIC_NAME, a);
+  } catch (e) {
+    if (stack !== null) stack.close(); // closes the capture and the device with the NIC
+    else if (capture !== null) capture.close();
+    else tun.close();
+    throw e;
+  }
+  const st = stack;
+  const proto = st.transport<UDPProtocol>('udp');
+  const echo = newServiceCounters();
+  const discard = newServiceCounters();
+  const endpoints: UdpEndpoint[] = [];
+  let flushTimer: NodeJS.Timeout | null = null;
+  let closed = false;
+
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    if (flushTimer !== null) clearInterval(flushTimer);
+    for (const ep of endpoints) ep.close();
+    st.close();
+  };
+
+  try {
+    if (echoPort !== 0) {
+      const ep = proto.createEndpoint();
+      ep.bind('0.0.0.0', echoPort);
+      ep.onReadable = () => {
+        for (let d = ep.receive(); d !== null; d = ep.receive()) {
+          echo.Datagrams++;
+          echo.Bytes += d.data.length;
+          try {
+            ep.send(d.data, d.port, d.address);
+          } catch {
+            echo.SendErrors++;
+          }
+        }
+      };
+      endpoints.push(ep);
+    }
+    if (discardPort !== 0) {
+      const ep = proto.createEndpoint({ receiveBufferSize: DISCARD_RECEIVE_BUFFER });
+      ep.bind('0.0.0.0', discardPort);
+      ep.onReadable = () => {
+        for (let d = ep.receive(); d !== null; d = ep.receive()) {
+          discard.Datagrams++;
+          discard.Bytes += d.data.length;
+        }
+      };
+      endpoints.push(ep);
+    }
+    if (capture !== null) {
+      const c = capture;
+      flushTimer = setInterval(() => c.flush(), PCAP_FLUSH_MS);
+      flushTimer.unref();
+    }
+    // Last: everything above may need root (the device, iproute2, creating the capture file).
+    if (options.user !== undefined) dropPrivileges(options.user);
+  } catch (e) {
+    close();
+    throw e;
+  }
+
+  return {
+    stack: st,
+    link: tun,
+    capture,
+    stats(): HostStats {
+      return {
+        tun: { name: tun.name, mtu: tun.mtu, offloads: { ...tun.offloads } },
+        stack: st.stats(),
+        link: { ...tun.stats },
+        capture: capture === null ? null : { ...capture.stats },
+        echo: { ...echo },
+        discard: { ...discard },
+      };
+    },
+    close,
+  };
+}
