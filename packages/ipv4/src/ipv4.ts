@@ -699,7 +699,8 @@ export class IPv4Protocol implements NetworkProtocol {
     for (let off = 0; off < payloadLen; off += maxData) {
       const n = Math.min(maxData, payloadLen - off);
       const more = off + n < payloadLen;
-      const frag = PacketBuffer.allocate(FRAGMENT_HEADROOM, IPV4_MIN_HEADER_LENGTH + n);
+      // Every byte is written below: the header, then the data.
+      const frag = PacketBuffer.allocateUnsafe(FRAGMENT_HEADROOM, IPV4_MIN_HEADER_LENGTH + n);
       const o = frag.start;
       frag.data.set(pkt.data.subarray(pkt.start + off, pkt.start + off + n), o + IPV4_MIN_HEADER_LENGTH);
       writeIpv4Header(frag.data, o, IPV4_MIN_HEADER_LENGTH, tos, IPV4_MIN_HEADER_LENGTH + n, id, (more ? IPV4_FLAG_MF : 0) | (off >> 3), ttl, proto, src, dst);

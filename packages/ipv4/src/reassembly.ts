@@ -186,7 +186,8 @@ export class Reassembler {
       if (!this.timer.armed) this.timer.scheduleAt(dg.deadline);
     }
     const dataStart = hdr.off + hl;
-    const data = new Uint8Array(len);
+    // A copy: the fragment may sit in a large receive slab that must not stay pinned.
+    const data = Buffer.allocUnsafe(len);
     data.set(buf.subarray(dataStart, dataStart + len));
     dg.frags.splice(at, 0, { offset, end, data });
     if (offset === 0) dg.header = new Uint8Array(buf.subarray(hdr.off, hdr.off + hl)); // a copy
@@ -216,7 +217,8 @@ export class Reassembler {
       this.stats.ReassemblyOversizeDropped++;
       return null;
     }
-    const pkt = PacketBuffer.allocate(0, hl + dg.total);
+    // Every byte is written below: the header, then the fragments, which cover [0, total).
+    const pkt = PacketBuffer.allocateUnsafe(0, hl + dg.total);
     const out = pkt.data;
     out.set(header, 0);
     const total = hl + dg.total;

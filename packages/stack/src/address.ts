@@ -240,6 +240,14 @@ export class Subnet {
 
   /** The IPv4 directed broadcast address (host bits set); undefined for IPv6 and /31, /32. */
   get broadcast(): IPAddress | undefined {
+    // Computed once: the receive path asks for it on every packet.
+    if (this.broadcastCache === null) this.broadcastCache = this.computeBroadcast();
+    return this.broadcastCache;
+  }
+
+  private broadcastCache: IPAddress | undefined | null = null;
+
+  private computeBroadcast(): IPAddress | undefined {
     if (this.address.family !== 4 || this.prefixLength >= 31) return undefined;
     const b = Uint8Array.from(this.address.bytes);
     for (let bit = this.prefixLength; bit < 32; bit++) b[bit >> 3]! |= 0x80 >> (bit & 7);

@@ -10,26 +10,53 @@
 
 /**
  * Adds `len` bytes of `buf` starting at `off` to the partial sum `initial` and returns the new
- * partial sum (not folded, not complemented). Bytes past the end of `buf` read as zero.
+ * partial sum (folded to 16 bits, not complemented).
  */
 export function sumBytes(buf: Uint8Array, off: number, len: number, initial = 0): number {
-  // Even and odd bytes are summed apart and joined at the end: every add stays a small
-  // integer (a 64 KiB packet sums to at most 32768 * 255 per lane), no per-word fold needed.
+  const end = off + len;
+  // Bytes at an even distance from `off` are the high bytes of their 16-bit words, the others
+  // the low bytes: two lanes, joined at the end.
   let hi = 0;
   let lo = 0;
-  const end = off + len;
-  const pairsEnd = off + (len & ~15);
   let i = off;
-  for (; i < pairsEnd; i += 16) {
-    hi += buf[i]! + buf[i + 2]! + buf[i + 4]! + buf[i + 6]! + buf[i + 8]! + buf[i + 10]! + buf[i + 12]! + buf[i + 14]!;
-    lo += buf[i + 1]! + buf[i + 3]! + buf[i + 5]! + buf[i + 7]! + buf[i + 9]! + buf[i + 11]! + buf[i + 13]! + buf[i + 15]!;
+  if (len >= 64) {
+    // Head: single bytes up to a 4-byte aligned address.
+    const base = buf.byteOffset;
+    while (((base + i) & 3) !== 0) {
+      if (((i - off) & 1) === 0) hi += buf[i]!;
+      else lo += buf[i]!;
+      i++;
+    }
+    // Body: aligned 32-bit words read in host (little-endian) order. Each 16-bit half is a word
+    // of the data with its bytes swapped when the body starts at an even distance from `off`,
+    // and the sum of swapped words is the swapped sum (RFC 1071 §2(B)), so fold, then swap back.
+    const words = (end - i) >>> 2;
+    const w32 = new Int32Array(buf.buffer, base + i, words);
+    let a = 0;
+    let b = 0;
+    let k = 0;
+    for (; k + 4 <= words; k += 4) {
+      const w0 = w32[k]!;
+      const w1 = w32[k + 1]!;
+      const w2 = w32[k + 2]!;
+      const w3 = w32[k + 3]!;
+      a += (w0 & 0xffff) + (w1 & 0xffff) + (w2 & 0xffff) + (w3 & 0xffff);
+      b += (w0 >>> 16) + (w1 >>> 16) + (w2 >>> 16) + (w3 >>> 16);
+    }
+    for (; k < words; k++) {
+      const w = w32[k]!;
+      a += w & 0xffff;
+      b += w >>> 16;
+    }
+    let body = foldChecksum(a + b);
+    if (((i - off) & 1) === 0) body = ((body & 0xff) << 8) | (body >>> 8);
+    lo += body;
+    i += words * 4;
   }
-  for (; i + 1 < end; i += 2) {
-    hi += buf[i]!;
-    lo += buf[i + 1]!;
+  for (; i < end; i++) {
+    if (((i - off) & 1) === 0) hi += buf[i]!;
+    else lo += buf[i]!;
   }
-  if (i < end) hi += buf[i]!;
-  // Fold the two lanes now so that partial sums stay far below 2^53 however many pieces are added.
   return foldChecksum(initial + hi * 256 + lo);
 }
 

@@ -73,3 +73,18 @@ describe('internet checksum (RFC 1071)', () => {
     expect(checksumValid(udp, 0, udp.length, pseudoHeaderSum(src, dst, 17, udp.length))).toBe(true);
   });
 });
+
+describe('sumBytes on large, unaligned data', () => {
+  it('equals the reference at every alignment and length around the word paths', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 9000 }), fc.nat(7), fc.nat(7), (bytes, shift, pad) => {
+        // Place the data at every byte alignment of the backing store and at odd offsets in the view.
+        const store = new Uint8Array(bytes.length + shift + pad + 8);
+        const view = store.subarray(shift);
+        view.set(bytes, pad);
+        expect(internetChecksum(view, pad, bytes.length)).toBe(reference(bytes));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
