@@ -1,0 +1,1 @@
+export { cubic, Cubic, type CubicOptions } from './cubic.js';

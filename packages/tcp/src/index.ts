@@ -1,0 +1,17 @@
+export { TCP_COUNTERS, TCP_PROTOCOL_NUMBER, TCPProtocol, networkHeaderSize, tcp } from './tcp.js';
+export type { TcpCounter, TcpOptions } from './tcp.js';
+export { TcpConnection } from './connection.js';
+export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpState } from './connection.js';
+export { TcpListener } from './listener.js';
+export type { TcpListenOptions } from './listener.js';
+export { Rfc6675Recovery } from './recovery.js';
+export type { LossAckEvent, LossMarker, LossRecovery, LossRecoveryView, ScoreboardView } from './recovery.js';
+export { OutOfOrderQueue, ReceiveQueue, SendBuffer } from './buffers.js';
+export { IsnGenerator } from './isn.js';
+export * from './cc/types.js';
+export * from './cc/newreno.js';
+export * from './wire/seq.js';
+export * from './wire/header.js';
+export * from './sender/rtt.js';
+export * from './sender/rate.js';
+export * from './sender/scoreboard.js';

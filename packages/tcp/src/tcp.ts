@@ -1,0 +1,683 @@
+/**
+ * The TCP transport (RFC 9293): demultiplexing, listeners, connection tables, stateless resets,
+ * counters, and the per-batch flush (DESIGN.md rule 7). Reaches IPv4/IPv6 only through the
+ * StackContext, routes and NetworkPacketInfo.
+ */
+import type {
+  ControlMessage,
+  Counters,
+  NetworkPacketInfo,
+  NetworkProtocol,
+  PacketBuffer,
+  Route,
+  StackContext,
+  TransportProtocol,
+  TransportProtocolFactory,
+} from '@usernet/stack';
+import {
+  checksumValid,
+  createCounters,
+  DEFAULT_HEADROOM,
+  DeliverResult,
+  errnoError,
+  finishChecksum,
+  foldChecksum,
+  IPAddress,
+  IPV4_ANY,
+  IPV6_ANY,
+  PacketBuffer as PacketBufferClass,
+  sumBytes,
+  UsernetError,
+} from '@usernet/stack';
+import type { CongestionControlFactory } from './cc/types.js';
+import { newReno } from './cc/newreno.js';
+import type { TcpConnectOptions } from './connection.js';
+import { TcpConnection } from './connection.js';
+import { IsnGenerator } from './isn.js';
+import { TcpListener } from './listener.js';
+import type { TcpListenOptions } from './listener.js';
+import { Segment } from './segment.js';
+import type { TcpOptionsOut } from './wire/header.js';
+import { TCP_ACK, TCP_FIN, TCP_HEADER_MIN, TCP_RST, TCP_SYN, TcpHeaderView, tcpOptionsLength, writeTcpHeader } from './wire/header.js';
+import { seqAdd } from './wire/seq.js';
+
+export const TCP_PROTOCOL_NUMBER = 6;
+
+/** Stack-wide TCP options (each has a Linux-like default). Times in milliseconds, sizes in bytes. */
+export interface TcpOptions {
+  /** Registered congestion-control algorithms; NewReno is always registered as `reno`. */
+  congestionControl?: readonly CongestionControlFactory[];
+  /** Algorithm of new connections; default `reno`. */
+  defaultCongestionControl?: string;
+  /** Maximum segment lifetime; TIME_WAIT lasts 2×MSL. Default 30000 (TIME_WAIT 60 s like Linux). */
+  msl?: number;
+  /** How long an orphaned FIN_WAIT_2 connection waits for the peer's FIN. Default 60000. */
+  finWait2Timeout?: number;
+  /** RTO bounds (RFC 6298); defaults 200 / 1000 / 120000 like Linux. */
+  minRto?: number;
+  initialRto?: number;
+  maxRto?: number;
+  /** Delayed-ACK timeout. Default 40. */
+  delayedAckMs?: number;
+  /** Initial send buffer per connection (auto-tuned up to maxSendBufferSize unless set per connection). Default 262144. */
+  sendBufferSize?: number;
+  /** Send-buffer auto-tuning cap. Default 4194304 (tcp_wmem[2]). */
+  maxSendBufferSize?: number;
+  /** Initial receive buffer (auto-tuned upwards). Default 131072 (tcp_rmem[1]). */
+  receiveBufferSize?: number;
+  /** Auto-tuning cap. Default 6291456 (tcp_rmem[2]). */
+  maxReceiveBufferSize?: number;
+  /** SYN queue limit per listener (half-open connections). Default 256. */
+  synBacklog?: number;
+  /** Connections kept in TIME_WAIT, stack-wide. Default 32768. */
+  timeWaitLimit?: number;
+  /** Out-of-order bytes per connection; default = the receive buffer size. */
+  outOfOrderLimit?: number;
+  /** SYN retransmissions before ETIMEDOUT (tcp_syn_retries). Default 6. */
+  synRetries?: number;
+  /** SYN-ACK retransmissions (tcp_synack_retries). Default 5. */
+  synAckRetries?: number;
+  /** Data retransmissions before ETIMEDOUT (tcp_retries2). Default 15. */
+  retries?: number;
+  /** Challenge ACKs per second, stack-wide (RFC 5961 §7). Default 1000. */
+  challengeAckLimit?: number;
+  /** Ephemeral port range. Default [32768, 60999]. */
+  ephemeralPorts?: readonly [number, number];
+  /** Answer SYNs with SYN cookies when a listener's SYN queue is full (RFC 4987). Default true. */
+  synCookies?: boolean;
+  /** Offer SACK (RFC 2018), timestamps (RFC 7323) and window scaling. Default true. */
+  sack?: boolean;
+  timestamps?: boolean;
+  windowScaling?: boolean;
+}
+
+/** Counters, named like Linux's `Tcp:` and `TcpExt:` lines. */
+export const TCP_COUNTERS = [
+  'ActiveOpens',
+  'PassiveOpens',
+  'AttemptFails',
+  'EstabResets',
+  'CurrEstab',
+  'InSegs',
+  'OutSegs',
+  'RetransSegs',
+  'InErrs',
+  'OutRsts',
+  'InCsumErrors',
+  'MalformedPacketsReceived',
+  'ListenOverflows',
+  'ListenDrops',
+  'SynQueueDrops',
+  'SyncookiesSent',
+  'SyncookiesRecv',
+  'SyncookiesFailed',
+  'NoPortResets',
+  'TCPChallengeACK',
+  'TCPSYNChallenge',
+  'TCPChallengeACKLimited',
+  'TCPTimeouts',
+  'TCPSynRetrans',
+  'TCPFastRetrans',
+  'TCPSackRecovery',
+  'TCPRenoRecovery',
+  'TCPLossUndo',
+  'TCPDSACKRecv',
+  'TCPDSACKOldSent',
+  'TCPSACKReneging',
+  'PAWSEstab',
+  'TCPAbortOnData',
+  'TCPAbortOnClose',
+  'TCPAbortOnTimeout',
+  'TCPAbortOnLinger',
+  'DelayedACKs',
+  'TCPOFOQueue',
+  'TCPOFODrop',
+  'TCPZeroWindowDrop',
+  'TCPWinProbe',
+  'TCPKeepAlive',
+  'TimeWaited',
+  'TCPTimeWaitOverflow',
+  'TCPTimeWaitRecycled',
+  'OutOfWindowDrops',
+  'BroadcastDrops',
+  'SendErrors',
+  'ControlMessagesReceived',
+] as const;
+export type TcpCounter = (typeof TCP_COUNTERS)[number];
+
+/** @internal Resolved options. */
+export interface TcpConfig {
+  msl: number;
+  finWait2Timeout: number;
+  minRto: number;
+  initialRto: number;
+  maxRto: number;
+  delayedAckMs: number;
+  sendBufferSize: number;
+  maxSendBufferSize: number;
+  receiveBufferSize: number;
+  maxReceiveBufferSize: number;
+  synBacklog: number;
+  timeWaitLimit: number;
+  outOfOrderLimit: number;
+  synRetries: number;
+  synAckRetries: number;
+  retries: number;
+  challengeAckLimit: number;
+  portLow: number;
+  portHigh: number;
+  synCookies: boolean;
+  sack: boolean;
+  timestamps: boolean;
+  windowScaling: boolean;
+  defaultCc: string;
+}
+
+/** IP header bytes of a network protocol without options: 20 for IPv4, 40 for IPv6 (the one place this is decided). */
+export function networkHeaderSize(net: NetworkProtocol): number {
+  return net.version === 4 ? 20 : 40;
+}
+
+/** Key of the 4-tuple table: both ports (addresses are compared in the bucket). */
+function portKey(localPort: number, remotePort: number): number {
+  return localPort * 65536 + remotePort;
+}
+
+/**
+ * TCP over whatever network protocols the stack has.
+ */
+export class TCPProtocol implements TransportProtocol {
+  readonly name = 'tcp';
+  readonly protocol = TCP_PROTOCOL_NUMBER;
+  readonly stats: Counters<TcpCounter> = createCounters(TCP_COUNTERS);
+  /** @internal */ readonly config: TcpConfig;
+  /** @internal */ readonly isn: IsnGenerator;
+  /** @internal */ readonly ccFactories = new Map<string, CongestionControlFactory>();
+  private readonly conns = new Map<number, TcpConnection[]>();
+  private readonly listeners = new Map<number, TcpListener[]>();
+  /** @internal Connections in TIME_WAIT (stack-wide count, bounded by timeWaitLimit). */
+  timeWaitCount = 0;
+  private dirty: TcpConnection[] = [];
+  private spareDirty: TcpConnection[] = [];
+  private dirtyListeners: TcpListener[] = [];
+  private readonly view = new TcpHeaderView();
+  private readonly seg = new Segment();
+  private challengeWindowStart = -Infinity;
+  private challengeCount = 0;
+  private closed = false;
+  private readonly rstOpts: TcpOptionsOut = {};
+
+  constructor(
+    /** @internal */ readonly ctx: StackContext,
+    options: TcpOptions = {},
+  ) {
+    this.config = resolveOptions(options);
+    this.isn = new IsnGenerator(ctx.random);
+    const reno = newReno();
+    this.ccFactories.set(reno.name, reno);
+    for (const f of options.congestionControl ?? []) this.ccFactories.set(f.name, f);
+    if (!this.ccFactories.has(this.config.defaultCc)) {
+      throw new RangeError(`tcp: defaultCongestionControl ${this.config.defaultCc} is not registered`);
+    }
+  }
+
+  /** Names of the registered congestion-control algorithms. */
+  get congestionControlNames(): string[] {
+    return [...this.ccFactories.keys()];
+  }
+
+  // -- API --------------------------------------------------------------------------------------
+
+  /** Opens a listening endpoint. Throws EADDRINUSE, EADDRNOTAVAIL, EINVAL. */
+  listen(opts: TcpListenOptions): TcpListener {
+    if (this.closed) throw errnoError('EBADF', 'listen', 'the stack is closed');
+    const addr = opts.address === undefined ? undefined : typeof opts.address === 'string' ? IPAddress.parse(opts.address) : opts.address;
+    const family: 4 | 6 = addr?.family ?? opts.family ?? (this.ctx.network(4) !== undefined ? 4 : 6);
+    if (this.ctx.network(family) === undefined) throw errnoError('EAFNOSUPPORT', 'listen', `no IPv${family} in this stack`);
+    const local = addr ?? (family === 4 ? IPV4_ANY : IPV6_ANY);
+    if (!local.isUnspecified && !this.ctx.isLocalAddress(local)) throw errnoError('EADDRNOTAVAIL', 'bind', local.toString());
+    let port = opts.port;
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw errnoError('EINVAL', 'listen', `port ${port}`);
+    if (port === 0) port = this.pickPort(null, null, 0);
+    const list = this.listeners.get(port);
+    if (list !== undefined) {
+      for (const l of list) {
+        if (l.family !== family) continue;
+        if (l.localAddress.isUnspecified || local.isUnspecified || l.localAddress.equals(local)) {
+          throw errnoError('EADDRINUSE', 'listen', `${local.toString()}:${port}`);
+        }
+      }
+    }
+    const backlog = opts.backlog ?? 511;
+    if (!Number.isInteger(backlog) || backlog < 0) throw errnoError('EINVAL', 'listen', `backlog ${backlog}`);
+    const l = new TcpListener(this, family, local, port, Math.max(1, backlog), opts);
+    if (list === undefined) this.listeners.set(port, [l]);
+    else list.unshift(l);
+    return l;
+  }
+
+  /** Opens a connection (sends a SYN now). Errors later arrive through onClose(err). */
+  connect(opts: TcpConnectOptions): TcpConnection {
+    if (this.closed) throw errnoError('EBADF', 'connect', 'the stack is closed');
+    const remote = typeof opts.address === 'string' ? IPAddress.tryParse(opts.address) : opts.address;
+    if (remote === undefined || !(remote instanceof IPAddress)) throw errnoError('EINVAL', 'connect', `address ${String(opts.address)}`);
+    if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 0xffff) throw errnoError('EINVAL', 'connect', `port ${opts.port}`);
+    if (remote.isUnspecified || remote.isMulticast || remote.isLimitedBroadcast) throw errnoError('EINVAL', 'connect', remote.toString());
+    const localReq = opts.localAddress === undefined ? null : typeof opts.localAddress === 'string' ? IPAddress.parse(opts.localAddress) : opts.localAddress;
+    let route: Route;
+    try {
+      route = this.ctx.findRoute(remote, localReq);
+    } catch (e) {
+      if (e instanceof UsernetError) throw errnoError(e.code, 'connect', `${remote.toString()}:${opts.port}`);
+      throw e;
+    }
+    if (route.broadcast) throw errnoError('EINVAL', 'connect', 'broadcast address');
+    const cc = opts.congestionControl ?? this.config.defaultCc;
+    if (!this.ccFactories.has(cc)) throw errnoError('ENOENT', 'connect', `congestion control ${cc}`);
+    let port = opts.localPort ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw errnoError('EINVAL', 'connect', `localPort ${port}`);
+    if (port === 0) port = this.pickPort(route, remote, opts.port);
+    else if (this.lookup(route.local, port, remote, opts.port) !== undefined || this.findListener(route.local, port, route.network.version) !== undefined) {
+      throw errnoError('EADDRINUSE', 'connect', `${route.local.toString()}:${port}`);
+    }
+    const conn = new TcpConnection(this, route, port, remote, opts.port, cc, null, opts);
+    this.insert(conn);
+    this.stats.ActiveOpens++;
+    conn.startActiveOpen();
+    return conn;
+  }
+
+  // -- Tables -----------------------------------------------------------------------------------
+
+  /** @internal */
+  lookup(local: IPAddress, localPort: number, remote: IPAddress, remotePort: number): TcpConnection | undefined {
+    const list = this.conns.get(portKey(localPort, remotePort));
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      if (c.remoteAddress.equals(remote) && c.localAddress.equals(local)) return c;
+    }
+    return undefined;
+  }
+
+  /** @internal */
+  insert(c: TcpConnection): void {
+    const k = portKey(c.localPort, c.remotePort);
+    const list = this.conns.get(k);
+    if (list === undefined) this.conns.set(k, [c]);
+    else list.push(c);
+  }
+
+  /** @internal */
+  remove(c: TcpConnection): void {
+    const k = portKey(c.localPort, c.remotePort);
+    const list = this.conns.get(k);
+    if (list === undefined) return;
+    const i = list.indexOf(c);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.conns.delete(k);
+  }
+
+  /** @internal */
+  removeListener(l: TcpListener): void {
+    const list = this.listeners.get(l.localPort);
+    if (list === undefined) return;
+    const i = list.indexOf(l);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.listeners.delete(l.localPort);
+  }
+
+  /** @internal Calls `fn` for each connection that `l` spawned and that was not accepted. */
+  forEachChild(l: TcpListener, fn: (c: TcpConnection) => void): void {
+    const found: TcpConnection[] = [];
+    for (const list of this.conns.values()) for (const c of list) if (c.listener === l) found.push(c);
+    for (const c of found) fn(c);
+  }
+
+  /** Number of connections in the tables (TIME_WAIT included). */
+  get connectionCount(): number {
+    let n = 0;
+    for (const l of this.conns.values()) n += l.length;
+    return n;
+  }
+
+  private findListener(local: IPAddress, port: number, family: 4 | 6): TcpListener | undefined {
+    const list = this.listeners.get(port);
+    if (list === undefined) return undefined;
+    let wildcard: TcpListener | undefined;
+    for (const l of list) {
+      if (l.family !== family) continue;
+      if (l.localAddress.equals(local)) return l;
+      if (l.localAddress.isUnspecified) wildcard ??= l;
+    }
+    return wildcard;
+  }
+
+  /**
+   * A random ephemeral port (RFC 6056 §3.3.1-like: random start, linear probe), not used by a
+   * listener and, towards `remote`, by no connection (TIME_WAIT included).
+   */
+  private pickPort(route: Route | null, remote: IPAddress | null, remotePort: number): number {
+    const lo = this.config.portLow;
+    const span = this.config.portHigh - lo + 1;
+    const start = this.ctx.random.uint32() % span;
+    for (let i = 0; i < span; i++) {
+      const p = lo + ((start + i) % span);
+      if (this.listeners.has(p)) continue;
+      if (route === null || remote === null) {
+        let used = false;
+        for (const list of this.conns.values()) if (list[0]!.localPort === p) used = true;
+        if (used) continue;
+        return p;
+      }
+      if (this.lookup(route.local, p, remote, remotePort) === undefined) return p;
+    }
+    throw errnoError('EADDRNOTAVAIL', 'connect', `no free port in ${lo}-${this.config.portHigh}`);
+  }
+
+  // -- Receive ----------------------------------------------------------------------------------
+
+  handlePacket(info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult {
+    const st = this.stats;
+    st.InSegs++;
+    const buf = pkt.data;
+    const off = pkt.start;
+    const len = pkt.end - pkt.start;
+    const v = this.view;
+    if (len < TCP_HEADER_MIN || !v.reset(buf, off, len)) {
+      st.MalformedPacketsReceived++;
+      st.InErrs++;
+      return DeliverResult.Malformed;
+    }
+    if (!pkt.checksumVerified) {
+      const ps = info.network.pseudoHeaderSum(info.src, info.dst, TCP_PROTOCOL_NUMBER, len);
+      if (!checksumValid(buf, off, len, ps)) {
+        st.InCsumErrors++;
+        st.InErrs++;
+        return DeliverResult.Malformed;
+      }
+    }
+    const seg = this.seg;
+    seg.opts.reset();
+    if (!v.parseOptions(seg.opts)) {
+      st.MalformedPacketsReceived++;
+      st.InErrs++;
+      return DeliverResult.Malformed;
+    }
+    if (info.broadcast) {
+      // RFC 9293 §3.9.2 / RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address is ignored.
+      st.BroadcastDrops++;
+      return DeliverResult.Delivered;
+    }
+    seg.seq = v.seq;
+    seg.ack = v.ack;
+    seg.flags = v.flags;
+    seg.window = v.window;
+    seg.buf = buf;
+    seg.payOff = v.payloadOffset;
+    seg.payLen = v.payloadLength;
+    const srcPort = v.srcPort;
+    const dstPort = v.dstPort;
+    if (srcPort === 0 || dstPort === 0) {
+      st.MalformedPacketsReceived++;
+      st.InErrs++;
+      return DeliverResult.Malformed;
+    }
+    const c = this.lookup(info.dst, dstPort, info.src, srcPort);
+    if (c !== undefined) {
+      if (c.state === 'TIME_WAIT' && (seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && c.timeWaitAcceptsSyn(seg)) {
+        // RFC 6191 / RFC 9293 §3.6.1: a new SYN with a higher sequence number (or newer
+        // timestamp) may reopen the 4-tuple; the TIME_WAIT state is dropped.
+        st.TCPTimeWaitRecycled++;
+        c.destroy();
+      } else {
+        c.segmentArrives(seg, info);
+        return DeliverResult.Delivered;
+      }
+    }
+    const l = this.findListener(info.dst, dstPort, info.network.version);
+    if (l !== undefined) {
+      l.segmentArrives(seg, info, srcPort);
+      return DeliverResult.Delivered;
+    }
+    // RFC 9293 §3.10.7.1: CLOSED — anything but a RST is answered with a RST.
+    if ((seg.flags & TCP_RST) === 0) {
+      st.NoPortResets++;
+      this.sendResetFor(seg, info, dstPort, srcPort);
+    }
+    return DeliverResult.Delivered;
+  }
+
+  /** @internal RST in reply to `seg` (RFC 9293 §3.10.7.1): <SEQ=SEG.ACK><CTL=RST>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. */
+  sendResetFor(seg: Segment, info: NetworkPacketInfo, localPort: number, remotePort: number): void {
+    let route: Route;
+    try {
+      route = this.ctx.findRoute(info.src, info.dst);
+    } catch {
+      this.stats.SendErrors++;
+      return;
+    }
+    if ((seg.flags & TCP_ACK) !== 0) {
+      this.sendControl(route, localPort, remotePort, seg.ack, 0, TCP_RST, 0, undefined);
+    } else {
+      let segLen = seg.payLen;
+      if ((seg.flags & TCP_SYN) !== 0) segLen++;
+      if ((seg.flags & TCP_FIN) !== 0) segLen++;
+      this.sendControl(route, localPort, remotePort, 0, seqAdd(seg.seq, segLen), TCP_RST | TCP_ACK, 0, undefined);
+    }
+  }
+
+  /** @internal Sends a segment without payload. */
+  sendControl(route: Route, localPort: number, remotePort: number, seq: number, ack: number, flags: number, window: number, opts: TcpOptionsOut | undefined): void {
+    const pkt = this.buildSegment(route, localPort, remotePort, seq, ack, flags, window, opts ?? this.rstOpts, null, 0, 0);
+    this.transmit(route, pkt);
+    if ((flags & TCP_RST) !== 0) this.stats.OutRsts++;
+  }
+
+  /**
+   * @internal Builds a segment into a fresh PacketBuffer with DEFAULT_HEADROOM, the payload copied from
+   * `src` (one copy), with its checksum (or the pseudo-header sum under checksum offload).
+   */
+  buildSegment(
+    route: Route,
+    localPort: number,
+    remotePort: number,
+    seq: number,
+    ack: number,
+    flags: number,
+    window: number,
+    opts: TcpOptionsOut,
+    src: { copyOut(pos: number, dst: Uint8Array, dstOff: number, len: number): void } | null,
+    pos: number,
+    len: number,
+  ): PacketBuffer {
+    const hdr = this.hdr;
+    hdr.srcPort = localPort;
+    hdr.dstPort = remotePort;
+    hdr.seq = seq;
+    hdr.ack = ack;
+    hdr.flags = flags;
+    hdr.window = window;
+    const optLen = tcpOptionsLength(opts);
+    const hlen = TCP_HEADER_MIN + optLen;
+    const headroom = Math.max(DEFAULT_HEADROOM, route.network.maxHeaderLength);
+    const data = Buffer.allocUnsafe(headroom + hlen + len);
+    const written = writeTcpHeader(data, headroom, hdr, opts);
+    if (len > 0 && src !== null) src.copyOut(pos, data, headroom + written, len);
+    const total = written + len;
+    const pkt = new PacketBufferClass(data, headroom, headroom + total);
+    const ps = route.network.pseudoHeaderSum(route.local, route.remote, TCP_PROTOCOL_NUMBER, total);
+    let sum: number;
+    if (route.nic.link.capabilities.checksumOffload) {
+      // The link completes the sum over header and data from the pseudo-header sum in the field.
+      sum = foldChecksum(ps);
+      pkt.needsChecksum = true;
+    } else {
+      sum = finishChecksum(sumBytes(data, headroom, total, ps));
+    }
+    data[headroom + 16] = sum >>> 8;
+    data[headroom + 17] = sum & 0xff;
+    return pkt;
+  }
+
+  private readonly hdr = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0 };
+
+  /** @internal Hands a built segment to the network layer; false when it refused it. */
+  transmit(route: Route, pkt: PacketBuffer): boolean {
+    try {
+      route.network.writePacket(route, TCP_PROTOCOL_NUMBER, pkt);
+    } catch {
+      this.stats.SendErrors++;
+      return false;
+    }
+    this.stats.OutSegs++;
+    return true;
+  }
+
+  /** @internal RFC 5961 §7: a stack-wide limit on challenge ACKs per second. */
+  allowChallengeAck(now: number): boolean {
+    if (now - this.challengeWindowStart >= 1000) {
+      this.challengeWindowStart = now;
+      this.challengeCount = 0;
+    }
+    if (this.challengeCount >= this.config.challengeAckLimit) {
+      this.stats.TCPChallengeACKLimited++;
+      return false;
+    }
+    this.challengeCount++;
+    this.stats.TCPChallengeACK++;
+    return true;
+  }
+
+  // -- ICMP -------------------------------------------------------------------------------------
+
+  handleControl(msg: ControlMessage): void {
+    this.stats.ControlMessagesReceived++;
+    const h = msg.transportHeader;
+    if (h.length < 8) return;
+    const ourPort = (h[0]! << 8) | h[1]!;
+    const peerPort = (h[2]! << 8) | h[3]!;
+    const c = this.lookup(msg.src, ourPort, msg.dst, peerPort);
+    if (c === undefined) return;
+    const seq = ((h[4]! << 24) | (h[5]! << 16) | (h[6]! << 8) | h[7]!) >>> 0;
+    c.controlMessage(msg, seq);
+  }
+
+  // -- Batches ----------------------------------------------------------------------------------
+
+  /** @internal Queues `c` for work at the end of this batch. */
+  markDirty(c: TcpConnection): void {
+    if (c.dirty) return;
+    c.dirty = true;
+    this.dirty.push(c);
+  }
+
+  /** @internal */
+  markListenerDirty(l: TcpListener): void {
+    if (l.dirty) return;
+    l.dirty = true;
+    this.dirtyListeners.push(l);
+  }
+
+  /**
+   * End of an inbound batch: each touched connection sends what it owes (one ACK for the
+   * batch, new data) and reports its events once. A callback that throws does not stop the
+   * others; the first error is rethrown after all have run.
+   */
+  flush(): void {
+    let failed = false;
+    let firstError: unknown;
+    while (this.dirty.length > 0) {
+      const list = this.dirty;
+      this.dirty = this.spareDirty;
+      this.spareDirty = list;
+      for (let i = 0; i < list.length; i++) {
+        const c = list[i]!;
+        c.dirty = false;
+        try {
+          c.endOfBatch();
+        } catch (e) {
+          if (!failed) {
+            failed = true;
+            firstError = e;
+          }
+        }
+      }
+      list.length = 0;
+    }
+    if (this.dirtyListeners.length > 0) {
+      const ls = this.dirtyListeners;
+      this.dirtyListeners = [];
+      for (const l of ls) {
+        l.dirty = false;
+        try {
+          l.dispatch();
+        } catch (e) {
+          if (!failed) {
+            failed = true;
+            firstError = e;
+          }
+        }
+      }
+    }
+    if (failed) throw firstError;
+  }
+
+  /** Aborts every connection and closes every listener. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
+    for (const list of [...this.conns.values()]) for (const c of [...list]) c.destroy();
+  }
+}
+
+
+/** The TCP plugin: `createStack({ network: [ipv4()], transport: [tcp()] })`. */
+export function tcp(options: TcpOptions = {}): TransportProtocolFactory {
+  resolveOptions(options); // bad options fail where the stack is configured
+  return (ctx: StackContext) => new TCPProtocol(ctx, options);
+}
+
+function posInt(name: string, v: number | undefined, dflt: number, min = 1): number {
+  const x = v ?? dflt;
+  if (typeof x !== 'number' || !Number.isFinite(x) || x < min) throw new RangeError(`tcp: ${name} must be a number >= ${min}, got ${String(x)}`);
+  return x;
+}
+
+function resolveOptions(o: TcpOptions): TcpConfig {
+  const rcv = posInt('receiveBufferSize', o.receiveBufferSize, 131072, 2048);
+  const [lo, hi] = o.ephemeralPorts ?? [32768, 60999];
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 0xffff || lo > hi) {
+    throw new RangeError(`tcp: ephemeralPorts must be [low, high] within 1..65535`);
+  }
+  const minRto = posInt('minRto', o.minRto, 200);
+  const maxRto = posInt('maxRto', o.maxRto, 120000);
+  if (minRto > maxRto) throw new RangeError('tcp: minRto > maxRto');
+  return {
+    msl: posInt('msl', o.msl, 30000, 0),
+    finWait2Timeout: posInt('finWait2Timeout', o.finWait2Timeout, 60000, 0),
+    minRto,
+    initialRto: posInt('initialRto', o.initialRto, 1000),
+    maxRto,
+    delayedAckMs: posInt('delayedAckMs', o.delayedAckMs, 40, 0),
+    sendBufferSize: posInt('sendBufferSize', o.sendBufferSize, 262144, 1),
+    maxSendBufferSize: Math.max(posInt('sendBufferSize', o.sendBufferSize, 262144, 1), posInt('maxSendBufferSize', o.maxSendBufferSize, 4194304, 1)),
+    receiveBufferSize: rcv,
+    maxReceiveBufferSize: Math.max(rcv, posInt('maxReceiveBufferSize', o.maxReceiveBufferSize, 6291456, 2048)),
+    synBacklog: posInt('synBacklog', o.synBacklog, 256),
+    timeWaitLimit: posInt('timeWaitLimit', o.timeWaitLimit, 32768, 0),
+    outOfOrderLimit: posInt('outOfOrderLimit', o.outOfOrderLimit, 0, 0),
+    synRetries: posInt('synRetries', o.synRetries, 6, 0),
+    synAckRetries: posInt('synAckRetries', o.synAckRetries, 5, 0),
+    retries: posInt('retries', o.retries, 15, 1),
+    challengeAckLimit: posInt('challengeAckLimit', o.challengeAckLimit, 1000, 0),
+    portLow: lo,
+    portHigh: hi,
+    synCookies: o.synCookies ?? true,
+    sack: o.sack ?? true,
+    timestamps: o.timestamps ?? true,
+    windowScaling: o.windowScaling ?? true,
+    defaultCc: o.defaultCongestionControl ?? 'reno',
+  };
+}
