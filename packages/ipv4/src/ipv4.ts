@@ -34,7 +34,6 @@ import {
   IPV4_MIN_MTU,
   IPV4_OFFSET_MASK,
   IpProtocol,
-  isLimitedBroadcastBytes,
   isMulticastBytes,
   isUnspecifiedBytes,
   writeIpv4Header,
@@ -51,6 +50,12 @@ import {
 } from './icmp.js';
 import type { ExpiredDatagram } from './reassembly.js';
 import { Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
+
+/** Buckets of IP ID counters (a power of two). */
+const ID_BUCKETS = 2048;
+
+/** The lowest path MTU an ICMP report can set (Linux net.ipv4.route.min_pmtu). */
+export const PMTU_FLOOR = 552;
 
 export interface Ipv4Options {
   /** TTL of packets we originate when the transport gives none. Default 64 (Linux ip_default_ttl). */
@@ -209,7 +214,11 @@ export class IPv4Protocol implements NetworkProtocol {
   private infoBusy = false;
   private lastSrc: IPAddress | null = null;
   private lastDst: IPAddress | null = null;
-  private nextId: number;
+  private readonly idCounters = new Uint16Array(ID_BUCKETS);
+  /** Reused array for the fragments of one datagram. */
+  private readonly fragBatch: PacketBuffer[] = [];
+  private idKey0 = 0;
+  private idKey1 = 0;
   private readonly reassembler: Reassembler;
   private readonly pmtu = new Map<string, PmtuEntry>();
   // ICMP error token bucket (RFC 1812 §4.3.2.8 asks for a rate limit).
@@ -236,7 +245,11 @@ export class IPv4Protocol implements NetworkProtocol {
   ) {
     this.opts = resolveOptions(options);
     this.info = new PacketInfo(this);
-    this.nextId = ctx.random.uint32() & 0xffff;
+    // RFC 6864 / RFC 7739: IP IDs from counters chosen by a keyed hash of (src, dst, protocol),
+    // like Linux's ip_idents: unique per flow for reassembly, not one global, observable count.
+    for (let i = 0; i < this.idCounters.length; i++) this.idCounters[i] = ctx.random.uint32() & 0xffff;
+    this.idKey0 = ctx.random.uint32() | 0;
+    this.idKey1 = ctx.random.uint32() | 0;
     this.pingId = ctx.random.uint32() & 0xffff;
     this.tokens = this.opts.icmpErrorBurst;
     this.tokensAt = ctx.clock.now();
@@ -290,6 +303,17 @@ export class IPv4Protocol implements NetworkProtocol {
     if (isMulticastBytes(buf, srcOff) || nic.isBroadcastBytes(buf, srcOff)) {
       st.InvalidSourceAddressesReceived++;
       return;
+    }
+    // Martian sources from a link (Linux's fib_validate_source): one of our own addresses, a
+    // loopback address (RFC 1122 §3.2.1.3(g): 127/8 must not appear outside a host) or "this
+    // network" 0/8 other than 0.0.0.0. A spoofed own source would make any service that answers
+    // talk to itself forever.
+    if (!this.inLoopback) {
+      const s0 = buf[srcOff]!;
+      if (s0 === 127 || (s0 === 0 && !isUnspecifiedBytes(buf, srcOff)) || this.ctx.isLocalAddressBytes(buf, srcOff, 4)) {
+        st.InvalidSourceAddressesReceived++;
+        return;
+      }
     }
     // Destination: one of our addresses (weak host model, RFC 1122 §3.3.4.2, as Linux), or a
     // broadcast of the receiving NIC's subnets. No multicast membership, no forwarding.
@@ -503,7 +527,9 @@ export class IPv4Protocol implements NetworkProtocol {
     const qDst = IPAddress.fromBytes(buf, q + 16, 4);
     const qProto = buf[q + 9]!;
     let mtu: number | undefined;
-    if (type === IcmpType.DestinationUnreachable && code === IcmpUnreachableCode.FragmentationNeeded) {
+    // RFC 1191 §4: "fragmentation needed" is only sent about datagrams with DF set; one about a
+    // datagram without DF is forged and must not shrink the path MTU.
+    if (type === IcmpType.DestinationUnreachable && code === IcmpUnreachableCode.FragmentationNeeded && (buf[q + 6]! & 0x40) !== 0) {
       mtu = this.learnPmtu(qDst, m.nextHopMtu, nic);
     }
     const th = q + qhl;
@@ -542,6 +568,9 @@ export class IPv4Protocol implements NetworkProtocol {
    */
   private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number | undefined {
     if (reported < IPV4_MIN_MTU) return undefined;
+    // Like Linux's min_pmtu: a (possibly forged) report never takes the path below 552 bytes,
+    // which would turn every datagram into dozens of tiny fragments (RFC 5927 §7).
+    reported = Math.max(reported, PMTU_FLOOR);
     const now = this.ctx.clock.now();
     const cur = this.pmtu.get(remote.key);
     const base = cur !== undefined && cur.expires > now ? cur.mtu : nic.mtu;
@@ -587,7 +616,10 @@ export class IPv4Protocol implements NetworkProtocol {
     const dstOff = ipOff + 16;
     if (isMulticastBytes(buf, dstOff) || nic.isBroadcastBytes(buf, dstOff)) return;
     const srcOff = ipOff + 12;
-    if (isUnspecifiedBytes(buf, srcOff) || isMulticastBytes(buf, srcOff) || isLimitedBroadcastBytes(buf, srcOff) || nic.isBroadcastBytes(buf, srcOff)) return;
+    // RFC 1122 §3.2.2: only to a source that names a single host: not 0/8, loopback, multicast,
+    // class E (240/4, which also holds the limited broadcast) or a subnet broadcast.
+    const s0 = buf[srcOff]!;
+    if (s0 === 0 || s0 === 127 || s0 >= 240 || isMulticastBytes(buf, srcOff) || nic.isBroadcastBytes(buf, srcOff)) return;
     if (buf[ipOff + 9] === IpProtocol.ICMP) {
       // Only queries may be answered with an error; an unreadable type counts as an error.
       if (hl >= len || !isIcmpQueryType(buf[ipOff + hl]!)) return;
@@ -651,8 +683,7 @@ export class IPv4Protocol implements NetworkProtocol {
     const ttl = params?.ttl ?? this.opts.ttl;
     const tos = params?.tos ?? 0;
     const df = params?.dontFragment === true;
-    const id = this.nextId;
-    this.nextId = (id + 1) & 0xffff;
+    const id = this.nextIpId(local.bytes, remote.bytes, transportProtocol);
     const isLocal = this.ctx.isLocalAddress(remote);
     if (isLocal) {
       // Like Linux's lo: no MTU to respect, nothing can corrupt the bytes.
@@ -662,7 +693,9 @@ export class IPv4Protocol implements NetworkProtocol {
       return;
     }
     const mtu = this.learnedMtu(route);
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize;
+    // A super-segment is split by the link into gsoSize-byte payloads; each must fit the path MTU
+    // (with up to 60 bytes of transport header).
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV4_MIN_HEADER_LENGTH + 60 <= mtu;
     if (total <= mtu || gso) {
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
@@ -674,6 +707,19 @@ export class IPv4Protocol implements NetworkProtocol {
       throw errnoError('EMSGSIZE', 'send', `${total}-byte datagram with DF set exceeds path MTU ${mtu}`);
     }
     this.fragment(route, transportProtocol, pkt, mtu, tos, id, ttl);
+  }
+
+  /** The next IP ID for (src, dst, protocol): a counter picked by a keyed 32-bit mix. */
+  private nextIpId(src: Uint8Array, dst: Uint8Array, protocol: number): number {
+    let h = this.idKey0 ^ protocol;
+    h = Math.imul(h ^ ((src[0]! << 24) | (src[1]! << 16) | (src[2]! << 8) | src[3]!), 0x9e3779b1);
+    h = Math.imul(h ^ (h >>> 15) ^ ((dst[0]! << 24) | (dst[1]! << 16) | (dst[2]! << 8) | dst[3]!), 0x85ebca77);
+    h = Math.imul(h ^ (h >>> 13) ^ this.idKey1, 0xc2b2ae3d);
+    h ^= h >>> 16;
+    const b = h & (ID_BUCKETS - 1);
+    const id = this.idCounters[b]!;
+    this.idCounters[b] = id + 1;
+    return id;
   }
 
   private prependHeader(pkt: PacketBuffer, tos: number, total: number, id: number, flags: number, ttl: number, proto: number, local: IPAddress, remote: IPAddress): void {
@@ -696,6 +742,8 @@ export class IPv4Protocol implements NetworkProtocol {
     const dst = route.remote.bytes;
     const nic = route.nic;
     st.FragmentedDatagramsSent++;
+    const batch = this.fragBatch;
+    const count = Math.ceil(payloadLen / maxData);
     for (let off = 0; off < payloadLen; off += maxData) {
       const n = Math.min(maxData, payloadLen - off);
       const more = off + n < payloadLen;
@@ -706,9 +754,13 @@ export class IPv4Protocol implements NetworkProtocol {
       writeIpv4Header(frag.data, o, IPV4_MIN_HEADER_LENGTH, tos, IPV4_MIN_HEADER_LENGTH + n, id, (more ? IPV4_FLAG_MF : 0) | (off >> 3), ttl, proto, src, dst);
       frag.transportOffset = IPV4_MIN_HEADER_LENGTH;
       st.FragmentsCreated++;
-      if (nic.writePacket(frag)) st.PacketsSent++;
-      else st.OutgoingPacketErrors++;
+      batch.push(frag);
     }
+    // One link write for the whole datagram (DESIGN.md rule 7).
+    const sent = nic.writePackets(batch);
+    batch.length = 0;
+    st.PacketsSent += sent;
+    st.OutgoingPacketErrors += count - sent;
   }
 
   /**
@@ -852,11 +904,12 @@ export class IPv4Protocol implements NetworkProtocol {
     b[o + 7] = seq & 0xff;
     b.set(data, o + ICMP_HEADER_LENGTH);
     setIcmpChecksum(b, o, pkt.length);
+    // The application awaits this ping: its timeout keeps the process alive (keepAlive).
     const timer = this.ctx.clock.createTimer(() => {
       if (this.pings.get(seq) !== entry) return;
       this.pings.delete(seq);
       reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
-    });
+    }, { keepAlive: true });
     const entry: PendingPing = { seq, remote, broadcast: route.broadcast, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
     this.writePacket(route, IpProtocol.ICMP, pkt, ttl !== undefined ? { ttl } : undefined);
     this.stats.IcmpEchoRequestsSent++;

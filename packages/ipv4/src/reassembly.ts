@@ -187,7 +187,8 @@ export class Reassembler {
     }
     const dataStart = hdr.off + hl;
     // A copy: the fragment may sit in a large receive slab that must not stay pinned.
-    const data = Buffer.allocUnsafe(len);
+    // allocUnsafeSlow: a pooled slice would pin a shared 8 KiB pool slab per small fragment.
+    const data = Buffer.allocUnsafeSlow(len);
     data.set(buf.subarray(dataStart, dataStart + len));
     dg.frags.splice(at, 0, { offset, end, data });
     if (offset === 0) dg.header = new Uint8Array(buf.subarray(hdr.off, hdr.off + hl)); // a copy

@@ -11,9 +11,9 @@ const REQUEST = Buffer.from(
 );
 
 /** A UDP-like datagram we sent (198.18.0.2:1234 -> 198.18.0.1:53), as a router would quote it. */
-function ourDatagram(src = OURS): Buffer {
+function ourDatagram(src = OURS, dontFragment = false): Buffer {
   const udp = Buffer.from('04d2003500200000', 'hex');
-  return packet({ src, dst: PEER, payload: Buffer.concat([udp, pattern(24)]) });
+  return packet({ src, dst: PEER, payload: Buffer.concat([udp, pattern(24)]), dontFragment });
 }
 
 function icmpFromPeer(type: number, code: number, rest: number, data: Uint8Array, from = PEER): Buffer {
@@ -95,16 +95,25 @@ describe('ICMP errors received', () => {
     const h = harness();
     const route = h.stack.findRoute(IPAddress.parse(PEER));
     expect(h.ip.pathMtu(route)).toBe(1500);
-    h.link.inject(icmpFromPeer(3, 4, 1400, ourDatagram()));
-    expect(h.udp.controls.map((c) => [c.error, c.mtu])).toEqual([['EMSGSIZE', 1400]]);
+    // About a datagram without DF: forged (RFC 1191 §4 sends it only for DF), the MTU stays.
+    h.link.inject(icmpFromPeer(3, 4, 1000, ourDatagram()));
+    expect(h.ip.pathMtu(route)).toBe(1500);
+    h.link.inject(icmpFromPeer(3, 4, 1400, ourDatagram(OURS, true)));
+    expect(h.udp.controls.map((c) => [c.error, c.mtu])).toEqual([
+      ['EMSGSIZE', undefined],
+      ['EMSGSIZE', 1400],
+    ]);
     expect(h.ip.pathMtu(route)).toBe(1400);
     // Too small (RFC 1191 §4: old routers send 0) and larger values are ignored.
-    h.link.inject(icmpFromPeer(3, 4, 60, ourDatagram()));
-    h.link.inject(icmpFromPeer(3, 4, 1450, ourDatagram()));
+    h.link.inject(icmpFromPeer(3, 4, 60, ourDatagram(OURS, true)));
+    h.link.inject(icmpFromPeer(3, 4, 1450, ourDatagram(OURS, true)));
     expect(h.ip.pathMtu(route)).toBe(1400);
+    // A tiny (forged) report only takes the path down to 552 (Linux min_pmtu).
+    h.link.inject(icmpFromPeer(3, 4, 100, ourDatagram(OURS, true)));
+    expect(h.ip.pathMtu(route)).toBe(552);
     // Sending now fragments at the learned MTU.
     h.ip.writePacket(route, 17, PacketBuffer.copyOf(pattern(1450), 64));
-    expect(h.link.take().map((p) => p.length)).toEqual([1396, 94]);
+    expect(h.link.take().map((p) => p.length)).toEqual([548, 548, 414]);
     h.clock.advance(10 * 60_000);
     expect(h.ip.pathMtu(route)).toBe(1500);
   });
@@ -112,7 +121,7 @@ describe('ICMP errors received', () => {
   it('bounds the path MTU cache', () => {
     const h = harness({ pmtuCacheSize: 4 });
     for (let i = 10; i < 20; i++) {
-      const q = packet({ src: OURS, dst: `198.18.0.${i}`, payload: pattern(8) });
+      const q = packet({ src: OURS, dst: `198.18.0.${i}`, payload: pattern(8), dontFragment: true });
       h.link.inject(icmpFromPeer(3, 4, 1000 + i, q));
     }
     const mtus = [];

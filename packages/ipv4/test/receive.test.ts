@@ -191,3 +191,16 @@ describe('IPv4 receive properties', () => {
     expect(t.udp.received).toHaveLength(1);
   });
 });
+
+describe('martian sources', () => {
+  it('drops packets from a link that claim one of our addresses, loopback or 0/8 as source', async () => {
+    const { harness, packet, OURS } = await import('./helpers.js');
+    const h = harness();
+    const before = h.ip.stats.InvalidSourceAddressesReceived;
+    for (const src of [OURS, '127.0.0.1', '0.1.2.3']) {
+      h.link.inject(packet({ src, dst: OURS, payload: Buffer.from('0007000700080000', 'hex') }));
+    }
+    expect(h.ip.stats.InvalidSourceAddressesReceived - before).toBe(3);
+    expect(h.link.take()).toEqual([]); // no reply, no ICMP error: nothing to loop on
+  });
+});

@@ -1,5 +1,5 @@
 import type { Clock, LinkCapabilities, LinkDispatcher, LinkEndpoint, PacketBuffer, Timer } from '@usernet/stack';
-import { createCounters, RealClock } from '@usernet/stack';
+import { createCounters, errnoError, RealClock } from '@usernet/stack';
 
 export interface MemoryLinkOptions {
   /** Largest IP packet carried, 68 to 65535 bytes. Default 1500. */
@@ -89,9 +89,10 @@ export class MemoryLink implements LinkEndpoint {
 
   private enqueue(p: PacketBuffer): boolean {
     if (this.inbox.length >= this.queueLimit) return false;
-    // What was a transmit packet is a receive packet now: it crossed a link that does not
-    // corrupt, and with offload the transport checksum it may have skipped is not needed.
-    p.checksumVerified = this.capabilities.checksumOffload;
+    // What was a transmit packet is a receive packet now. A checksum the sender skipped (offload)
+    // is trusted: nothing in process corrupts bytes. A checksum the sender did compute is left
+    // for the receiver to verify, so a wrapper that corrupts packets on their way is caught.
+    p.checksumVerified = this.capabilities.checksumOffload && p.needsChecksum;
     p.needsChecksum = false;
     this.inbox.push(p);
     if (this.inbox.length === 1 && this.dispatcher !== null) this.timer.schedule(0);
@@ -120,9 +121,9 @@ export class MemoryLink implements LinkEndpoint {
  */
 export function createMemoryLinkPair(options: MemoryLinkOptions = {}): [MemoryLink, MemoryLink] {
   const mtu = options.mtu ?? 1500;
-  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new RangeError(`mtu must be an integer from 68 to 65535, got ${mtu}`);
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw errnoError('EINVAL', 'createMemoryLinkPair', `mtu must be an integer from 68 to 65535, got ${mtu}`);
   const queueLimit = options.queueLimit ?? 8192;
-  if (!Number.isInteger(queueLimit) || queueLimit < 1) throw new RangeError(`queueLimit must be a positive integer`);
+  if (!Number.isInteger(queueLimit) || queueLimit < 1) throw errnoError('EINVAL', 'createMemoryLinkPair', 'queueLimit must be a positive integer');
   const clock = options.clock ?? new RealClock();
   const opts = { mtu, checksumOffload: options.checksumOffload ?? true, queueLimit };
   const a = new MemoryLink(opts, clock);

@@ -24,9 +24,16 @@ export interface Clock {
   now(): number;
   /**
    * Creates a timer that calls `callback` when it fires. Create once (per connection, say) and
-   * re-arm it as needed.
+   * re-arm it as needed. With `keepAlive`, an armed timer keeps the process alive (for a timer
+   * that settles something the application awaits, like a ping timeout); protocol timers
+   * (retransmission, delayed ACK, reassembly) must not.
    */
-  createTimer(callback: () => void): Timer;
+  createTimer(callback: () => void, options?: TimerOptions): Timer;
+}
+
+export interface TimerOptions {
+  /** Keep the process alive while armed (RealClock). Default false. */
+  keepAlive?: boolean;
 }
 
 /**
@@ -41,8 +48,8 @@ export class RealClock implements Clock {
     return performance.now() - this.origin;
   }
 
-  createTimer(callback: () => void): Timer {
-    return new RealTimer(this, callback);
+  createTimer(callback: () => void, options?: TimerOptions): Timer {
+    return new RealTimer(this, callback, options?.keepAlive === true);
   }
 }
 
@@ -55,6 +62,7 @@ class RealTimer implements Timer {
   constructor(
     private readonly clock: RealClock,
     private readonly callback: () => void,
+    private readonly keepAlive: boolean,
   ) {}
 
   get armed(): boolean {
@@ -74,7 +82,9 @@ class RealTimer implements Timer {
       this.clearHandle();
       this.immediate = true;
       this.handleAt = at;
-      this.handle = setImmediate(this.fire);
+      const imm = setImmediate(this.fire);
+      if (!this.keepAlive) imm.unref();
+      this.handle = imm;
       return;
     }
     if (this.handle !== undefined && this.handleAt <= at) return; // fires early, re-arms then
@@ -82,7 +92,7 @@ class RealTimer implements Timer {
     this.immediate = false;
     this.handleAt = at;
     const t = setTimeout(this.fire, Math.ceil(delay));
-    t.unref();
+    if (!this.keepAlive) t.unref();
     this.handle = t;
   }
 
@@ -129,7 +139,7 @@ export class ManualClock implements Clock {
     return this.time;
   }
 
-  createTimer(callback: () => void): Timer {
+  createTimer(callback: () => void, _options?: TimerOptions): Timer {
     return new ManualTimer(this, callback);
   }
 

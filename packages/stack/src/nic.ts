@@ -117,6 +117,21 @@ export class NIC implements NicHandle, LinkDispatcher {
     return false;
   }
 
+  writePackets(pkts: readonly PacketBuffer[]): number {
+    if (this.closed) {
+      this.stats.SendDropped += pkts.length;
+      return 0;
+    }
+    let bytes = 0;
+    for (let i = 0; i < pkts.length; i++) bytes += pkts[i]!.length;
+    const n = this.link.writePackets(pkts);
+    this.stats.PacketsSent += n;
+    // Bytes of dropped packets are not known per packet here; count the batch when whole.
+    if (n === pkts.length) this.stats.BytesSent += bytes;
+    this.stats.SendDropped += pkts.length - n;
+    return n;
+  }
+
   /** @internal */
   close(): void {
     if (this.closed) return;

@@ -180,6 +180,11 @@ export interface NicHandle {
   isBroadcastBytes(buf: Uint8Array, off: number): boolean;
   /** Sends one packet on the link; ownership passes. Returns false when the link dropped it. */
   writePacket(pkt: PacketBuffer): boolean;
+  /**
+   * Sends a batch in one link write; ownership of every packet passes, the array stays the
+   * caller's. Returns how many the link accepted.
+   */
+  writePackets(pkts: readonly PacketBuffer[]): number;
 }
 
 /** A resolved path to a remote address. */
@@ -215,6 +220,8 @@ export interface StackContext {
   nicForAddress(addr: IPAddress): NicHandle | undefined;
   /** True when `addr` is assigned to any NIC. */
   isLocalAddress(addr: IPAddress): boolean;
+  /** True when the address of `family` at `buf[off..]` is assigned to any NIC (no allocation). */
+  isLocalAddressBytes(buf: Uint8Array, off: number, family: 4 | 6): boolean;
   /** Hands an inbound transport packet to the transport registered for `protocol`. */
   deliverTransport(protocol: number, info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult | undefined;
   /** Hands an ICMP error to the transport registered for `protocol`. */

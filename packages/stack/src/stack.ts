@@ -229,8 +229,20 @@ export class Stack {
   }
 
   private endBatch(): void {
+    // Every transport gets its end-of-batch turn even when an earlier one throws (an
+    // application callback's error); the first error is rethrown after all have run.
     const f = this.flushers;
-    for (let i = 0; i < f.length; i++) f[i]!.flush!();
+    let failed = false;
+    let first: unknown;
+    for (let i = 0; i < f.length; i++) {
+      try {
+        f[i]!.flush!();
+      } catch (e) {
+        if (!failed) first = e;
+        failed = true;
+      }
+    }
+    if (failed) throw first;
   }
 
   private makeContext(): StackContext {
@@ -265,16 +277,31 @@ export class Stack {
       const nic = entry.nic;
       let src = local != null && !local.isUnspecified ? local : undefined;
       if (src === undefined) {
+        // Prefer the NIC's address on the next hop's subnet (Subnet.contains compares only the
+        // prefix bits), then any of its addresses of the family, then (as Linux) any NIC's.
         const target = entry.gateway ?? remote;
-        const fam = nic.addresses.filter((a) => a.family === remote.family);
-        src = (fam.find((a) => new Subnet(a.network, a.prefixLength).contains(target)) ?? fam[0])?.address;
-        if (src === undefined) {
-          // Linux falls back to any address of the family on any NIC.
-          src = stack.nicList.flatMap((n) => n.addresses).find((a) => a.family === remote.family)?.address;
+        let firstOfFamily: IPAddress | undefined;
+        for (const a of nic.addresses) {
+          if (a.family !== remote.family) continue;
+          firstOfFamily ??= a.address;
+          if (a.contains(target)) {
+            src = a.address;
+            break;
+          }
+        }
+        src ??= firstOfFamily;
+        for (let i = 0; src === undefined && i < stack.nicList.length; i++) {
+          for (const a of stack.nicList[i]!.addresses) {
+            if (a.family === remote.family) {
+              src = a.address;
+              break;
+            }
+          }
         }
         if (src === undefined) throw errnoError('EADDRNOTAVAIL', 'route', `no IPv${remote.family} source address`);
       }
-      const broadcast = nic.addresses.some((a) => a.broadcast !== undefined && a.broadcast.equals(remote));
+      let broadcast = false;
+      for (const a of nic.addresses) if (a.broadcast !== undefined && a.broadcast.equals(remote)) broadcast = true;
       return { nic, network: net, local: src, remote, nextHop: entry.gateway, broadcast };
     };
     return {
@@ -286,6 +313,11 @@ export class Stack {
       findRoute: (remote, local, nicId) => resolve(remote, local, nicId),
       nicForAddress: (a): NicHandle | undefined => stack.nicList.find((n) => n.hasAddress(a)),
       isLocalAddress: (a) => stack.nicList.some((n) => n.hasAddress(a)),
+      isLocalAddressBytes: (buf, off, family) => {
+        const nics = stack.nicList;
+        for (let i = 0; i < nics.length; i++) if (nics[i]!.hasAddressBytes(buf, off, family)) return true;
+        return false;
+      },
       deliverTransport: (protocol: number, info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult | undefined =>
         stack.transportsByNumber[protocol]?.handlePacket(info, pkt),
       deliverControl: (protocol: number, msg: ControlMessage): void => {

@@ -295,7 +295,8 @@ export class UDPProtocol implements TransportProtocol {
     const payloadLength = data.length;
     const udpLength = payloadLength + UDP_HEADER_LENGTH;
     const headroom = Math.max(DEFAULT_HEADROOM, net.maxHeaderLength + UDP_HEADER_LENGTH);
-    const store = Buffer.allocUnsafe(headroom + payloadLength);
+    // Not from the shared pool: a pooled slice would make receivers copy small datagrams out.
+    const store = Buffer.allocUnsafeSlow(headroom + payloadLength);
     store.set(data, headroom);
     const pkt = new PacketBuffer(store, headroom, headroom + payloadLength);
     const off = pkt.prepend(UDP_HEADER_LENGTH);
@@ -424,10 +425,10 @@ export function udp(options: UdpOptions = {}): TransportProtocolFactory {
 
 function checkOptions(options: UdpOptions): Required<UdpOptions> {
   const rcv = options.receiveBufferSize ?? UDP_DEFAULT_RECEIVE_BUFFER;
-  if (!Number.isInteger(rcv) || rcv < 1 || rcv > 0x7fffffff) throw new RangeError(`udp: receiveBufferSize must be a positive integer, got ${rcv}`);
+  if (!Number.isInteger(rcv) || rcv < 1 || rcv > 0x7fffffff) throw errnoError('EINVAL', 'udp', `receiveBufferSize must be a positive integer, got ${rcv}`);
   const [lo, hi] = options.ephemeralPorts ?? [32768, 60999];
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 0xffff || lo > hi) {
-    throw new RangeError(`udp: ephemeralPorts must be [low, high] within 1..65535, got [${lo}, ${hi}]`);
+    throw errnoError('EINVAL', 'udp', `ephemeralPorts must be [low, high] within 1..65535, got [${lo}, ${hi}]`);
   }
   return { receiveBufferSize: rcv, ephemeralPorts: [lo, hi] };
 }
