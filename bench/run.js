@@ -3,8 +3,9 @@
 // Each prints its own table with ratios against a baseline measured in the same run.
 import { benchTun } from './tun.js';
 import { run as benchUdpMemory } from './udp-memory.js';
+import { run as benchTcpMemory } from './tcp-memory.js';
 
-const benches = { 'udp-memory': benchUdpMemory, tun: benchTun };
+const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, tun: benchTun };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in benches)) {

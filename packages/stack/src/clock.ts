@@ -82,9 +82,9 @@ class RealTimer implements Timer {
       this.clearHandle();
       this.immediate = true;
       this.handleAt = at;
-      const imm = setImmediate(this.fire);
-      if (!this.keepAlive) imm.unref();
-      this.handle = imm;
+      // Immediates stay ref'd: an unref'd immediate does not stop the loop from blocking in
+      // its I/O poll, so "deliver now" work (link-memory batches) would stall.
+      this.handle = setImmediate(this.fire);
       return;
     }
     if (this.handle !== undefined && this.handleAt <= at) return; // fires early, re-arms then

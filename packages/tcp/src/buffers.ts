@@ -5,12 +5,16 @@
  */
 import { seqAdd, seqDiff, seqGt, seqLt } from './wire/seq.js';
 
-/** Smallest chunk the send buffer allocates: small writes are packed together. */
-const SEND_CHUNK = 16 * 1024;
+/** Size of the send buffer's chunks: writes are packed into them, and emptied ones are reused. */
+const SEND_CHUNK = 64 * 1024;
+/** Emptied chunks kept for reuse (bounds the memory an idle connection holds beyond its data). */
+const SPARE_CHUNKS = 16;
 
 /**
  * The send buffer: every byte from SND.UNA on (sent and unacknowledged, then unsent), in chunks.
  * `write` copies the caller's bytes once; `copyOut` copies a range into an outgoing segment.
+ * Chunks have one size and emptied ones are recycled, so a bulk transfer allocates (and
+ * zero-fills) nothing per write once it runs, and copies from memory that is still in cache.
  */
 export class SendBuffer {
   private chunks: Uint8Array[] = [];
@@ -18,6 +22,10 @@ export class SendBuffer {
   private used: number[] = [];
   private head = 0;
   private headOff = 0;
+  private readonly spare: Uint8Array[] = [];
+  /** Cursor of the last `copyOut`: chunk index and the position (from SND.UNA) it starts at. */
+  private cursorChunk = 0;
+  private cursorPos = 0;
   /** Bytes held (from SND.UNA). */
   length = 0;
 
@@ -38,22 +46,34 @@ export class SendBuffer {
         this.length += n;
       }
     }
-    if (len > 0) {
-      const c = new Uint8Array(Math.max(SEND_CHUNK, len));
-      c.set(data.subarray(off, off + len), 0);
+    while (len > 0) {
+      const c = this.spare.pop() ?? new Uint8Array(SEND_CHUNK);
+      const n = Math.min(c.length, len);
+      c.set(data.subarray(off, off + n), 0);
       this.chunks.push(c);
-      this.used.push(len);
-      this.length += len;
+      this.used.push(n);
+      this.length += n;
+      off += n;
+      len -= n;
     }
   }
 
   /** Copies `len` bytes starting `pos` bytes after SND.UNA into `dst` at `dstOff`. */
   copyOut(pos: number, dst: Uint8Array, dstOff: number, len: number): void {
+    // Segments are mostly cut in order: start from the last position instead of the head.
     let i = this.head;
     let p = pos + this.headOff;
+    if (this.cursorChunk > this.head && this.cursorChunk < this.chunks.length && pos >= this.cursorPos) {
+      i = this.cursorChunk;
+      p = pos - this.cursorPos;
+    }
     while (i < this.chunks.length && p >= this.used[i]!) {
       p -= this.used[i]!;
       i++;
+    }
+    if (i > this.head && i < this.chunks.length) {
+      this.cursorChunk = i;
+      this.cursorPos = pos - p;
     }
     while (len > 0 && i < this.chunks.length) {
       const n = Math.min(len, this.used[i]! - p);
@@ -69,6 +89,7 @@ export class SendBuffer {
   drop(n: number): void {
     n = Math.min(n, this.length);
     this.length -= n;
+    this.cursorChunk = 0; // positions are relative to SND.UNA, which moved
     while (n > 0) {
       const avail = this.used[this.head]! - this.headOff;
       if (n < avail) {
@@ -76,15 +97,19 @@ export class SendBuffer {
         return;
       }
       n -= avail;
+      // Keep the last chunk if it still has room for new writes.
+      if (this.head === this.chunks.length - 1 && this.used[this.head]! < this.chunks[this.head]!.length) {
+        this.headOff += avail;
+        return;
+      }
+      if (this.spare.length < SPARE_CHUNKS) this.spare.push(this.chunks[this.head]!);
       this.head++;
       this.headOff = 0;
     }
-    // Drop emptied chunks, but keep the last one if it still has room for new writes.
     if (this.head > 0 && (this.head >= 32 || this.head === this.chunks.length)) {
       this.chunks.splice(0, this.head);
       this.used.splice(0, this.head);
       this.head = 0;
-      if (this.chunks.length === 0) this.headOff = 0;
     }
   }
 
@@ -93,9 +118,15 @@ export class SendBuffer {
     this.used = [];
     this.head = 0;
     this.headOff = 0;
+    this.cursorChunk = 0;
     this.length = 0;
   }
 }
+
+/** `ReceiveQueue.readDefault` hands out payloads of at least this many bytes as views. */
+const READ_VIEW_MIN = 16 * 1024;
+/** ... and copies smaller ones together into chunks of at most this many bytes. */
+const READ_COALESCE = 256 * 1024;
 
 /** In-order received data, as views of the payloads (copied out of large stores, like udp's COPYBREAK). */
 export class ReceiveQueue {
@@ -133,6 +164,31 @@ export class ReceiveQueue {
       this.advance(k);
     }
     return out;
+  }
+
+  /**
+   * What `read()` without a limit returns: the next payload as a view when it is large (no copy;
+   * a bulk reader over a large-MTU link gets the segments as they came), else the small payloads
+   * at the head copied together, up to `READ_COALESCE` bytes and never into a large one.
+   */
+  readDefault(): Uint8Array | null {
+    if (this.length === 0) return null;
+    const first = this.items[this.head]!;
+    const firstAvail = first.length - this.headOff;
+    if (firstAvail >= READ_VIEW_MIN || firstAvail === this.length) {
+      // A plain Uint8Array view whatever the payload's class (a link may hand us Buffers).
+      const v = new Uint8Array(first.buffer, first.byteOffset + this.headOff, firstAvail);
+      this.advance(firstAvail);
+      return v;
+    }
+    // Small payloads only: stop before the next large one (which goes out as a view next time).
+    let n = firstAvail;
+    for (let i = this.head + 1; i < this.items.length && n < READ_COALESCE; i++) {
+      const len = this.items[i]!.length;
+      if (len >= READ_VIEW_MIN) break;
+      n += len;
+    }
+    return this.read(Math.min(n, READ_COALESCE));
   }
 
   private advance(n: number): void {

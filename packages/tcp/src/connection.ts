@@ -383,9 +383,13 @@ export class TcpConnection {
     return n;
   }
 
-  /** Up to `max` received bytes, or null when none are queued. */
-  read(max = Infinity): Uint8Array | null {
-    const out = this.rcvQueue.read(max);
+  /**
+   * Up to `max` received bytes, or null when none are queued. Without `max`: the next received
+   * payload as a view (no copy) when it is at least 16 KiB, else the small payloads at the head
+   * copied together (up to 256 KiB); call it until it returns null.
+   */
+  read(max?: number): Uint8Array | null {
+    const out = max === undefined ? this.rcvQueue.readDefault() : this.rcvQueue.read(max);
     if (out === null) return null;
     this.rcvCopied += out.length;
     if (this.synchronized() && !this.peerFin) {

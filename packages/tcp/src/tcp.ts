@@ -13,6 +13,7 @@ import type {
   StackContext,
   TransportProtocol,
   TransportProtocolFactory,
+  WriteParams,
 } from '@usernet/stack';
 import {
   checksumValid,
@@ -40,6 +41,9 @@ import { Segment } from './segment.js';
 import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_HEADER_MIN, TCP_RST, TCP_SYN, TcpHeaderView, tcpOptionsLength, writeTcpHeader } from './wire/header.js';
 import { seqAdd } from './wire/seq.js';
+
+/** Write parameters for every segment: DF set (path MTU discovery). */
+const DONT_FRAGMENT: WriteParams = { dontFragment: true };
 
 export const TCP_PROTOCOL_NUMBER = 6;
 
@@ -525,7 +529,16 @@ export class TCPProtocol implements TransportProtocol {
   /** @internal Hands a built segment to the network layer; false when it refused it. */
   transmit(route: Route, pkt: PacketBuffer): boolean {
     try {
-      route.network.writePacket(route, TCP_PROTOCOL_NUMBER, pkt);
+      // RFC 1191 / RFC 8201 path MTU discovery: segments go out with DF, so a smaller hop
+      // answers "fragmentation needed" / "packet too big" and the MSS comes down. A segment
+      // cut before the path MTU dropped (a retransmission) is sent once more without DF and
+      // fragmented, rather than lost.
+      try {
+        route.network.writePacket(route, TCP_PROTOCOL_NUMBER, pkt, DONT_FRAGMENT);
+      } catch (e) {
+        if (!(e instanceof UsernetError) || e.code !== 'EMSGSIZE') throw e;
+        route.network.writePacket(route, TCP_PROTOCOL_NUMBER, pkt);
+      }
     } catch {
       this.stats.SendErrors++;
       return false;

@@ -16,6 +16,11 @@ export interface UdpDatagram {
   /** TTL / hop limit and TOS / traffic class of the packet that carried it. */
   readonly ttl: number;
   readonly tos: number;
+  /**
+   * It was sent to a broadcast (or multicast) address, not to us alone. A service that answers
+   * should not answer these (an echo would amplify, "fraggle").
+   */
+  readonly broadcast: boolean;
 }
 
 /** Per-datagram send options. */

@@ -198,7 +198,7 @@ export class UDPProtocol implements TransportProtocol {
     // datagram (a link that reads many packets into one slab), keep a copy instead, so that the
     // receive-buffer limit bounds the memory really held.
     const kept = data.buffer.byteLength > COPYBREAK_FACTOR * data.length + COPYBREAK_SLACK ? new Uint8Array(data) : data;
-    const d: UdpDatagram = { data: kept, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos };
+    const d: UdpDatagram = { data: kept, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos, broadcast: info.broadcast };
     ep.queue.push(d);
     ep.queuedBytes += cost;
     ep.stats.PacketsReceived++;
