@@ -1,17 +1,20 @@
 import { parseArgs } from 'node:util';
 import { Subnet } from '@usernet/stack';
 import type { HostOptions } from './host.js';
+import { CONGESTION_CONTROLS } from './host.js';
 
 export const USAGE = `usage: usernet-host --address CIDR [--address CIDR ...] [--peer CIDR ...] [options]
 
-Runs a usernet stack on a Linux TUN device: it answers ping, echoes UDP on port 7 and
-counts (discards) UDP on port 9. Needs root (or CAP_NET_ADMIN) to open the device.
+Runs a usernet stack on a Linux TUN device: it answers ping, echoes UDP and TCP on port 7,
+counts (discards) UDP and TCP on port 9, and serves HTTP on port 80 (GET /bytes/N answers
+N bytes, byte i being i % 251). Needs root (or CAP_NET_ADMIN) to open the device.
 
   --tun NAME         TUN interface name (<= 15 chars); the kernel picks one when omitted
   --address CIDR     the stack's own address, like 198.18.0.2/24 (repeatable, required)
   --peer CIDR        the kernel side's address on the TUN, like 198.18.0.1/24 (repeatable)
   --mtu N            link MTU, 68..65535 (default 1500)
   --no-offload       no virtio-net header: no checksum offload, no TSO/USO
+  --cc NAME          TCP congestion control: reno (default) or cubic
   --pcap FILE        capture every packet crossing the TUN to FILE (libpcap, LINKTYPE_RAW)
   --user USER        drop root to USER (and its primary group) once the device is set up
   -h, --help         show this help
@@ -57,6 +60,7 @@ export function parseHostArgs(argv: readonly string[]): ParsedArgs {
         mtu: { type: 'string' },
         'no-offload': { type: 'boolean' },
         pcap: { type: 'string' },
+        cc: { type: 'string' },
         user: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -95,6 +99,10 @@ export function parseHostArgs(argv: readonly string[]): ParsedArgs {
   if (values.pcap !== undefined) {
     if (values.pcap === '') return { kind: 'error', message: '--pcap needs a file name' };
     options.pcap = values.pcap;
+  }
+  if (values.cc !== undefined) {
+    if (!CONGESTION_CONTROLS.includes(values.cc)) return { kind: 'error', message: `--cc ${JSON.stringify(values.cc)}: one of ${CONGESTION_CONTROLS.join(', ')}` };
+    options.cc = values.cc;
   }
   if (values.user !== undefined) {
     if (values.user === '') return { kind: 'error', message: '--user needs a user name' };

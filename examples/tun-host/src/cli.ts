@@ -62,7 +62,7 @@ function main(): void {
     `usernet-host: serving on ${t.name} (mtu ${t.mtu}, offloads ${offloads.length > 0 ? offloads.join(',') : 'off'}): ` +
       `${options.addresses.join(', ')}` +
       `${options.peers !== undefined && options.peers.length > 0 ? ` (peer ${options.peers.join(', ')})` : ''}; ` +
-      `ping, UDP echo on 7, UDP discard on 9` +
+      `ping, UDP and TCP echo on 7, UDP and TCP discard on 9, HTTP on 80 (TCP congestion control ${options.cc ?? 'reno'})` +
       `${options.pcap !== undefined ? `; capturing to ${options.pcap}` : ''}` +
       `${options.user !== undefined ? `; running as ${options.user}` : ''}\n`,
   );

@@ -3,10 +3,16 @@ import { createStack, errnoError, Subnet } from '@usernet/stack';
 import { ipv4 } from '@usernet/ipv4';
 import type { UdpEndpoint, UDPProtocol } from '@usernet/udp';
 import { udp } from '@usernet/udp';
+import type { TcpListener, TCPProtocol } from '@usernet/tcp';
+import { tcp } from '@usernet/tcp';
+import { cubic } from '@usernet/tcp-cc-cubic';
+import type { Server } from 'node:http';
 import type { CaptureLink } from '@usernet/pcap';
 import { withCapture } from '@usernet/pcap';
 import type { TunLink, TunOffloads } from '@usernet/link-tun';
 import { configureTun, dropPrivileges, openTun } from '@usernet/link-tun';
+import type { HttpCounters, TcpServiceCounters } from './tcp-services.js';
+import { httpService, newHttpCounters, newTcpServiceCounters, tcpDiscard, tcpEcho } from './tcp-services.js';
 
 export interface HostOptions {
   /** TUN interface name (<= 15 characters); the kernel picks one when omitted. */
@@ -28,11 +34,18 @@ export interface HostOptions {
    * the caller moves the device into another namespace and configures it there.
    */
   configure?: boolean;
-  /** UDP echo port; 0 turns the service off. Default 7. */
+  /** UDP and TCP echo port; 0 turns the services off. Default 7. */
   echoPort?: number;
-  /** UDP discard (count-only) port; 0 turns the service off. Default 9. */
+  /** UDP and TCP discard (count-only) port; 0 turns the services off. Default 9. */
   discardPort?: number;
+  /** HTTP port (`node:http` on the stack's TCP); 0 turns the service off. Default 80. */
+  httpPort?: number;
+  /** TCP congestion control for every connection: one of {@link CONGESTION_CONTROLS}. Default `reno`. */
+  cc?: string;
 }
+
+/** The congestion-control algorithms the host registers. */
+export const CONGESTION_CONTROLS: readonly string[] = ['reno', 'cubic'];
 
 /** What a UDP service counts. */
 export interface ServiceCounters {
@@ -52,8 +65,12 @@ export interface HostStats {
   link: Counters;
   /** The capture wrapper's counters, when capturing. */
   capture: Counters | null;
+  /** UDP echo. */
   echo: ServiceCounters;
+  /** UDP discard. */
   discard: ServiceCounters;
+  /** TCP services: echo (7), discard (9), HTTP (80). */
+  tcp: { cc: string; echo: TcpServiceCounters; discard: TcpServiceCounters; http: HttpCounters };
 }
 
 export interface Host {
@@ -98,7 +115,8 @@ function newServiceCounters(): ServiceCounters {
 
 /**
  * Opens a TUN device, configures its kernel side, and serves a usernet stack on it: ping
- * (ICMP echo, answered by ipv4), UDP echo (port 7) and UDP discard (port 9, counting only).
+ * (ICMP echo, answered by ipv4), UDP and TCP echo (port 7), UDP and TCP discard (port 9,
+ * counting only) and HTTP (port 80, `node:http` over the stack's TCP).
  * Needs root (or CAP_NET_ADMIN); with `user`, drops to that user before returning. Throws (after
  * undoing what it did) when any step fails.
  */
@@ -108,6 +126,9 @@ export function startHost(options: HostOptions): Host {
   const peers = parseIpv4Cidrs(options.peers ?? [], 'peer');
   const echoPort = checkPort(options.echoPort ?? 7, 'echo port');
   const discardPort = checkPort(options.discardPort ?? 9, 'discard port');
+  const httpPort = checkPort(options.httpPort ?? 80, 'HTTP port');
+  const cc = options.cc ?? 'reno';
+  if (!CONGESTION_CONTROLS.includes(cc)) throw errnoError('EINVAL', 'startHost', `congestion control ${JSON.stringify(cc)}: one of ${CONGESTION_CONTROLS.join(', ')}`);
 
   const tun = openTun({ name: options.tun, mtu: options.mtu, offload: options.offload ?? true });
   let capture: CaptureLink | null = null;
@@ -117,7 +138,7 @@ export function startHost(options: HostOptions): Host {
       configureTun(tun.name, { addresses: peers.map((p) => p.toString()), mtu: tun.mtu, up: true });
     }
     if (options.pcap !== undefined) capture = withCapture(tun, { path: options.pcap });
-    stack = createStack({ network: [ipv4()], transport: [udp()] });
+    stack = createStack({ network: [ipv4()], transport: [udp(), tcp({ congestionControl: [cubic()], defaultCongestionControl: cc })] });
     stack.addNic(capture ?? tun, { name: NIC_NAME });
     for (const a of addresses) stack.addAddress(NIC_NAME, a);
   } catch (e) {
@@ -131,6 +152,10 @@ export function startHost(options: HostOptions): Host {
   const echo = newServiceCounters();
   const discard = newServiceCounters();
   const endpoints: UdpEndpoint[] = [];
+  const tcpProto = st.transport<TCPProtocol>('tcp');
+  const tcpCounters = { cc, echo: newTcpServiceCounters(), discard: newTcpServiceCounters(), http: newHttpCounters() };
+  const listeners: TcpListener[] = [];
+  let httpServer: Server | null = null;
   let flushTimer: NodeJS.Timeout | null = null;
   let closed = false;
 
@@ -139,6 +164,9 @@ export function startHost(options: HostOptions): Host {
     closed = true;
     if (flushTimer !== null) clearInterval(flushTimer);
     for (const ep of endpoints) ep.close();
+    for (const l of listeners) l.close();
+    // Streams first (their connections are aborted with the stack right after).
+    if (httpServer !== null) httpServer.closeAllConnections();
     st.close();
   };
 
@@ -170,6 +198,13 @@ export function startHost(options: HostOptions): Host {
       };
       endpoints.push(ep);
     }
+    if (echoPort !== 0) listeners.push(tcpEcho(tcpProto, echoPort, tcpCounters.echo));
+    if (discardPort !== 0) listeners.push(tcpDiscard(tcpProto, discardPort, tcpCounters.discard));
+    if (httpPort !== 0) {
+      const h = httpService(tcpProto, httpPort, tcpCounters.http);
+      listeners.push(h.listener);
+      httpServer = h.server;
+    }
     if (capture !== null) {
       const c = capture;
       flushTimer = setInterval(() => c.flush(), PCAP_FLUSH_MS);
@@ -194,6 +229,7 @@ export function startHost(options: HostOptions): Host {
         capture: capture === null ? null : { ...capture.stats },
         echo: { ...echo },
         discard: { ...discard },
+        tcp: { cc, echo: { ...tcpCounters.echo }, discard: { ...tcpCounters.discard }, http: { ...tcpCounters.http } },
       };
     },
     close,

@@ -47,6 +47,12 @@ describe('parseHostArgs', () => {
     expect(parseHostArgs(['--address', 'nonsense', '-h'])).toEqual({ kind: 'help' });
   });
 
+  it('takes --cc reno or cubic and rejects other names', () => {
+    expect(parseHostArgs(['--address', '198.18.0.2/24', '--cc', 'cubic'])).toMatchObject({ kind: 'run', options: { cc: 'cubic' } });
+    expect(errorOf(['--address', '198.18.0.2/24', '--cc', 'bbr'])).toMatch(/--cc "bbr": one of reno, cubic/);
+    expect(() => startHost({ addresses: ['198.18.0.2/24'], cc: 'vegas' })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+
   it('rejects IPv6 with a message naming the ipv6 package', () => {
     expect(errorOf(['--address', 'fd00::2/64'])).toMatch(/IPv6 arrives with the ipv6 package/);
     expect(errorOf(['--address', '198.18.0.2/24', '--peer', 'fd00::1/64'])).toMatch(/IPv6 arrives with the ipv6 package/);
