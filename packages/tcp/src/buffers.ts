@@ -7,7 +7,7 @@ import { seqAdd, seqDiff, seqGt, seqLt } from './wire/seq.js';
 
 /** Size of the send buffer's chunks: writes are packed into them, and emptied ones are reused. */
 const SEND_CHUNK = 64 * 1024;
-/** Emptied chunks kept for reuse (bounds the memory an idle connection holds beyond its data). */
+/** Emptied chunks kept for reuse once the buffer runs empty (bounds what an idle connection holds). */
 const SPARE_CHUNKS = 16;
 
 /**
@@ -39,7 +39,7 @@ export class SendBuffer {
       const room = c.length - u;
       if (room > 0) {
         const n = Math.min(room, len);
-        c.set(data.subarray(off, off + n), u);
+        c.set(n === data.length ? data : data.subarray(off, off + n), u);
         this.used[last] = u + n;
         off += n;
         len -= n;
@@ -47,9 +47,11 @@ export class SendBuffer {
       }
     }
     while (len > 0) {
-      const c = this.spare.pop() ?? new Uint8Array(SEND_CHUNK);
+      // Not zero-filled: every byte a segment reads has been written first.
+      // (A plain Uint8Array over it: Buffer's subarray is slower, and copyOut takes many.)
+      const c = this.spare.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(SEND_CHUNK).buffer, 0, SEND_CHUNK);
       const n = Math.min(c.length, len);
-      c.set(data.subarray(off, off + n), 0);
+      c.set(n === data.length ? data : data.subarray(off, off + n), 0);
       this.chunks.push(c);
       this.used.push(n);
       this.length += n;
@@ -85,8 +87,13 @@ export class SendBuffer {
     }
   }
 
-  /** Drops `n` acknowledged bytes from the front. */
-  drop(n: number): void {
+  /**
+   * Drops `n` acknowledged bytes from the front. Emptied chunks are kept for reuse, up to
+   * `retainBytes` (the buffer's limit: a busy connection reuses warm memory instead of faulting
+   * in fresh pages for every window), and only `SPARE_CHUNKS` of them once the buffer is empty.
+   */
+  drop(n: number, retainBytes = 0): void {
+    const retain = Math.max(SPARE_CHUNKS, Math.ceil(retainBytes / SEND_CHUNK));
     n = Math.min(n, this.length);
     this.length -= n;
     this.cursorChunk = 0; // positions are relative to SND.UNA, which moved
@@ -102,7 +109,7 @@ export class SendBuffer {
         this.headOff += avail;
         return;
       }
-      if (this.spare.length < SPARE_CHUNKS) this.spare.push(this.chunks[this.head]!);
+      if (this.spare.length < retain) this.spare.push(this.chunks[this.head]!);
       this.head++;
       this.headOff = 0;
     }
@@ -111,6 +118,7 @@ export class SendBuffer {
       this.used.splice(0, this.head);
       this.head = 0;
     }
+    if (this.length === 0 && this.spare.length > SPARE_CHUNKS) this.spare.length = SPARE_CHUNKS;
   }
 
   clear(): void {
@@ -125,8 +133,11 @@ export class SendBuffer {
 
 /** `ReceiveQueue.readDefault` hands out payloads of at least this many bytes as views. */
 const READ_VIEW_MIN = 16 * 1024;
-/** ... and copies smaller ones together into chunks of at most this many bytes. */
-const READ_COALESCE = 256 * 1024;
+/**
+ * ... and copies smaller ones together into chunks of at most this many bytes (small enough to
+ * come from the allocator's heap rather than fresh pages mapped for each read).
+ */
+const READ_COALESCE = 64 * 1024;
 
 /** In-order received data, as views of the payloads (copied out of large stores, like udp's COPYBREAK). */
 export class ReceiveQueue {
@@ -138,7 +149,8 @@ export class ReceiveQueue {
   push(data: Uint8Array): void {
     if (data.length === 0) return;
     // A view keeps its whole backing store alive: keep a copy when the store is much larger.
-    const kept = data.buffer.byteLength > 2 * data.length + 4096 ? new Uint8Array(data) : data;
+    // (A payload in a shared 8 KiB allocation pool, as small segments often are, is kept as it is.)
+    const kept = data.buffer.byteLength > 4 * data.length + 4096 ? new Uint8Array(data) : data;
     this.items.push(kept);
     this.length += kept.length;
   }
@@ -154,7 +166,8 @@ export class ReceiveQueue {
       return out;
     }
     const n = Math.min(max, this.length);
-    const out = new Uint8Array(n);
+    // Not zero-filled: every byte is written below.
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
     let done = 0;
     while (done < n) {
       const it = this.items[this.head]!;

@@ -984,6 +984,7 @@ export class TcpConnection {
 
   /** ACK processing in synchronized states (RFC 9293 §3.10.7.4 fifth, RFC 5681, RFC 6675). */
   private processAck(seg: Segment, ack: number, seq: number, payLen: number, now: number): void {
+    this.ackTime = now;
     const o = seg.opts;
     const sb = this.sb;
     const priorInFlight = this.pipe();
@@ -1017,7 +1018,7 @@ export class TcpConnection {
       sb.ack(ack, this.onRemoved);
       let dataAcked = acked;
       if (this.finSent && seqGt(ack, this.finSeq)) dataAcked--; // the FIN is not in the buffer
-      this.sendBuf.drop(dataAcked);
+      this.sendBuf.drop(dataAcked, this.sendBufSize);
       this.bytesAcked += dataAcked;
       this.sndUna = ack;
       if (seqLt(this.highRxt, ack)) this.highRxt = ack;
@@ -1096,13 +1097,16 @@ export class TcpConnection {
 
   private readonly onRemoved = (seg: SentSegment): void => {
     // Karn's rule (RFC 6298 §3): only segments sent once give RTT samples.
-    if (seg.retransmits === 0) this.removedRtt = this.clock.now() - seg.sentTime;
-    if (!seg.sacked) this.rate.onDelivered(seg, seg.len, this.clock.now());
+    if (seg.retransmits === 0) this.removedRtt = this.ackTime - seg.sentTime;
+    if (!seg.sacked) this.rate.onDelivered(seg, seg.len, this.ackTime);
   };
 
   private readonly onSacked = (seg: SentSegment): void => {
-    this.rate.onDelivered(seg, seg.len, this.clock.now());
+    this.rate.onDelivered(seg, seg.len, this.ackTime);
   };
+
+  /** The clock reading of the ACK being processed (one read per ACK, not per segment it covers). */
+  private ackTime = 0;
 
   /**
    * Bytes in flight: RFC 6675 SetPipe. Without SACK, each duplicate ACK in recovery stands for
@@ -1269,11 +1273,12 @@ export class TcpConnection {
 
   /** The window field for a segment, and RCV.ADV moved accordingly. */
   private windowField(): number {
+    // The scale is at most 14 (RFC 7323 §2.3), so every value here fits in 31 bits: shifts are exact.
     let w = this.advertisable();
-    const max = 65535 * 2 ** this.rcvWscale;
+    const max = 65535 << this.rcvWscale;
     if (w > max) w = max;
-    const field = Math.min(65535, Math.floor(w / 2 ** this.rcvWscale));
-    const right = seqAdd(this.rcvNxt, field * 2 ** this.rcvWscale);
+    const field = Math.min(65535, w >>> this.rcvWscale);
+    const right = seqAdd(this.rcvNxt, field << this.rcvWscale);
     this.rcvAdv = seqMax(this.rcvAdv, right);
     return field;
   }
