@@ -18,6 +18,7 @@ import type { Segment } from './segment.js';
 import { DeliveryRateEstimator } from './sender/rate.js';
 import { RttEstimator } from './sender/rtt.js';
 import { Scoreboard, SentSegment } from './sender/scoreboard.js';
+import { ourWindowScale } from './syncookie.js';
 import type { TCPProtocol } from './tcp.js';
 import { networkHeaderSize } from './tcp.js';
 import type { TcpOptionsOut } from './wire/header.js';
@@ -321,11 +322,7 @@ export class TcpConnection {
     const mtu = route.network.pathMtu(route);
     this.advMss = Math.max(64, Math.min(65495, mtu - networkHeaderSize(route.network) - 20));
     // RFC 7323 §2.3: the smallest shift that lets the largest receive buffer be advertised.
-    if (this.cfg.windowScaling) {
-      let s = 0;
-      while (s < 14 && 65535 * 2 ** s < this.cfg.maxReceiveBufferSize) s++;
-      this.rcvWscale = s;
-    }
+    if (this.cfg.windowScaling) this.rcvWscale = ourWindowScale(this.cfg.maxReceiveBufferSize);
     this.rtt = new RttEstimator({ minRto: this.cfg.minRto, maxRto: this.cfg.maxRto, initialRto: this.cfg.initialRto });
     this.ccState = { mss: 536, cwnd: 0, ssthresh: Infinity, pacingRate: 0 };
     this.marker = {
@@ -605,10 +602,11 @@ export class TcpConnection {
   }
 
   /**
-   * @internal The ACK that returns a valid SYN cookie: ESTABLISHED at once, without window
-   * scaling, SACK or timestamps (they were not remembered). `seg` is then processed normally.
+   * @internal The ACK that returns a valid SYN cookie: ESTABLISHED at once with the options the
+   * cookie kept (see syncookie.ts): `wscale` is the peer's shift (-1: none), `ts` whether the ACK
+   * carries timestamps (then `seg.opts.tsVal` is TS.Recent). `seg` is then processed normally.
    */
-  startFromCookie(seg: Segment, mss: number): void {
+  startFromCookie(seg: Segment, mss: number, wscale = -1, sack = false, ts = false): void {
     const now = this.clock.now();
     this.proto.stats.PassiveOpens++;
     this.irs = seqAdd(seg.seq, -1);
@@ -621,10 +619,19 @@ export class TcpConnection {
     this.sndSml = seg.ack;
     this.highRxt = seg.ack;
     this.peerMss = mss;
-    this.peerOfferedWscale = this.peerOfferedSack = this.peerOfferedTs = false;
-    this.negotiate(false);
-    this.sndWnd = seg.window;
-    this.maxSndWnd = seg.window;
+    this.peerOfferedWscale = wscale >= 0;
+    if (this.peerOfferedWscale && this.cfg.windowScaling) this.sndWscale = Math.min(14, wscale);
+    this.peerOfferedSack = sack;
+    this.peerOfferedTs = ts;
+    if (ts) {
+      this.tsRecent = seg.opts.tsVal;
+      this.tsRecentAge = now;
+    }
+    // Our cookie SYN-ACK offered our scale exactly when the peer offered one (and timestamps).
+    this.negotiate(this.peerOfferedWscale);
+    // RFC 7323 §2.2: the window of a non-SYN segment is scaled.
+    this.sndWnd = seg.window << this.sndWscale;
+    this.maxSndWnd = this.sndWnd;
     this.sndWl1 = seg.seq;
     this.sndWl2 = seg.ack;
     this.establish(now);

@@ -15,3 +15,4 @@ export * from './wire/header.js';
 export * from './sender/rtt.js';
 export * from './sender/rate.js';
 export * from './sender/scoreboard.js';
+export * from './syncookie.js';

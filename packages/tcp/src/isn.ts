@@ -15,8 +15,11 @@ export class IsnGenerator {
     random.fill(this.secret);
   }
 
-  /** F(): a keyed 32-bit hash of the 4-tuple (also used for timestamp offsets and SYN cookies). */
-  hash(local: IPAddress, localPort: number, remote: IPAddress, remotePort: number, salt = 0): number {
+  /**
+   * F(): a keyed 32-bit hash of the 4-tuple (also used for timestamp offsets and SYN cookies);
+   * `salt2`, when given, is hashed after `salt` (both always fed then).
+   */
+  hash(local: IPAddress, localPort: number, remote: IPAddress, remotePort: number, salt = 0, salt2?: number): number {
     const t = this.tuple;
     t.fill(0);
     t.set(local.bytes, 0);
@@ -27,7 +30,8 @@ export class IsnGenerator {
     t[35] = remotePort & 0xff;
     const h = createHmac('sha256', this.secret);
     h.update(t);
-    if (salt !== 0) h.update(Uint8Array.of(salt >>> 24, (salt >>> 16) & 0xff, (salt >>> 8) & 0xff, salt & 0xff));
+    if (salt !== 0 || salt2 !== undefined) h.update(Uint8Array.of(salt >>> 24, (salt >>> 16) & 0xff, (salt >>> 8) & 0xff, salt & 0xff));
+    if (salt2 !== undefined) h.update(Uint8Array.of(salt2 >>> 24, (salt2 >>> 16) & 0xff, (salt2 >>> 8) & 0xff, salt2 & 0xff));
     const d = h.digest();
     return d.readUInt32BE(0);
   }

@@ -3,7 +3,8 @@ import type { TcpConnection, TcpConnectionOptions } from './connection.js';
 import { TcpConnection as TcpConnectionClass } from './connection.js';
 import type { Segment } from './segment.js';
 import type { TCPProtocol } from './tcp.js';
-import { checkSynCookie, makeSynCookie } from './syncookie.js';
+import type { CookieTsOptions } from './syncookie.js';
+import { checkSynCookie, COOKIE_LIFETIME_MS, cookieMssIndex, cookieMssTable, cookieTsBits, cookieTsVal, decodeCookieTs, makeSynCookie, ourWindowScale } from './syncookie.js';
 import { networkHeaderSize } from './tcp.js';
 import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './wire/header.js';
@@ -80,8 +81,8 @@ export class TcpListener {
       return;
     }
     if ((f & TCP_SYN) === 0 || (f & TCP_FIN) !== 0) return; // third: no SYN (or SYN+FIN): drop
-    // Linux drops the SYN when the accept queue is full (ListenOverflows) and when the SYN
-    // queue is full (ListenDrops; SYN cookies are not implemented yet).
+    // Linux drops the SYN when the accept queue is full (ListenOverflows); when the SYN queue
+    // is full it answers with a SYN cookie, or drops the SYN (ListenDrops) when cookies are off.
     if (this.acceptQueue.length >= this.backlog) {
       st.ListenOverflows++;
       st.ListenDrops++;
@@ -119,9 +120,15 @@ export class TcpListener {
     c.startPassiveOpen(seg);
   }
 
-  /** SYN queue full: answer with a SYN cookie and keep no state (RFC 4987 §3.6). */
+  /**
+   * SYN queue full: answer with a SYN cookie and keep no state (RFC 4987 §3.6). The MSS index goes
+   * into the ISN; with timestamps in the SYN, the peer's window scale and SACK-permitted go into
+   * the low bits of our TSval (syncookie.ts). Without timestamps they cannot be kept, so the SYN-ACK
+   * offers neither (RFC 7323 §1.3 / RFC 2018 §2: an option is only used when both SYNs carry it).
+   */
   private sendCookie(seg: Segment, info: NetworkPacketInfo, remotePort: number): void {
     const p = this.proto;
+    const cfg = p.config;
     let route: Route;
     try {
       route = p.ctx.findRoute(info.src, info.dst);
@@ -130,23 +137,68 @@ export class TcpListener {
       return;
     }
     const now = p.ctx.clock.now();
-    const mss = seg.opts.mss > 0 ? seg.opts.mss : 536;
-    const cookie = makeSynCookie(p.isn, info.dst, this.localPort, info.src, remotePort, seg.seq, mss, now);
-    const ourMss = Math.max(64, route.network.pathMtu(route) - networkHeaderSize(route.network) - 20);
-    this.cookieOpts.mss = ourMss;
-    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, Math.min(65535, p.config.receiveBufferSize), this.cookieOpts);
+    const version = route.network.version;
+    const so = seg.opts;
+    const idx = cookieMssIndex(version, so.mss > 0 ? so.mss : 0);
+    const cookie = makeSynCookie(p.isn, route.local, this.localPort, info.src, remotePort, seg.seq, idx, now);
+    const o = this.cookieOpts;
+    o.mss = Math.max(64, Math.min(65495, route.network.pathMtu(route) - networkHeaderSize(route.network) - 20));
+    o.wscale = undefined;
+    o.sackPermitted = undefined;
+    o.ts = undefined;
+    if (cfg.timestamps && so.tsPresent) {
+      const ws = cfg.windowScaling ? so.wscale : -1;
+      const sack = cfg.sack && so.sackPermitted;
+      if (ws >= 0) o.wscale = ourWindowScale(cfg.maxReceiveBufferSize);
+      if (sack) o.sackPermitted = true;
+      const tsNow = (Math.floor(now) + this.tsOffset(route, remotePort)) >>> 0;
+      this.cookieTs.val = cookieTsVal(tsNow, cookieTsBits(ws, sack, false));
+      this.cookieTs.ecr = so.tsVal;
+      o.ts = this.cookieTs;
+    }
+    // RFC 7323 §2.2: the window in a SYN-ACK is never scaled.
+    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, Math.min(65535, cfg.receiveBufferSize), o);
     p.stats.SyncookiesSent++;
+    this.lastCookieAt = now;
   }
 
   private readonly cookieOpts: TcpOptionsOut = {};
+  private readonly cookieTs = { val: 0, ecr: 0 };
+  private readonly cookieTsOpts: CookieTsOptions = { wscale: -1, sack: false, ecn: false };
+  /** When this listener last sent a cookie (-Infinity: never). */
+  private lastCookieAt = -Infinity;
 
-  /** An ACK for the listener: true when it carried a valid SYN cookie (a connection now exists). */
+  /** The connection's timestamp offset (the same keyed hash a TcpConnection uses). */
+  private tsOffset(route: Route, remotePort: number): number {
+    return this.proto.isn.hash(route.local, this.localPort, route.remote, remotePort, 0x7473);
+  }
+
+  /**
+   * An ACK for the listener: true when it carried a valid SYN cookie (a connection now exists or
+   * the ACK was dropped for a full accept queue). ACKs are only checked as cookies while this
+   * listener has sent cookies recently (two cookie lifetimes); a failed check is counted in
+   * SyncookiesFailed and the caller answers as LISTEN does (a RST).
+   */
   private cookieAck(seg: Segment, info: NetworkPacketInfo, remotePort: number): boolean {
     const p = this.proto;
-    if (!p.config.synCookies || p.stats.SyncookiesSent === 0) return false;
+    const cfg = p.config;
+    if (!cfg.synCookies) return false;
     const now = p.ctx.clock.now();
-    const mss = checkSynCookie(p.isn, info.dst, this.localPort, info.src, remotePort, seqAdd(seg.seq, -1), seqAdd(seg.ack, -1), now);
-    if (mss < 0) {
+    if (now - this.lastCookieAt > 2 * COOKIE_LIFETIME_MS) return false;
+    let route: Route;
+    try {
+      route = p.ctx.findRoute(info.src, info.dst);
+    } catch {
+      return false;
+    }
+    const idx = checkSynCookie(p.isn, route.local, this.localPort, info.src, remotePort, seqAdd(seg.seq, -1), seqAdd(seg.ack, -1), now);
+    const to = this.cookieTsOpts;
+    to.wscale = -1;
+    to.sack = false;
+    to.ecn = false;
+    const ts = seg.opts.tsPresent && cfg.timestamps;
+    // With timestamps, TSecr returns the options and dates the cookie (syncookie.ts).
+    if (idx < 0 || (ts && !decodeCookieTs(seg.opts.tsEcr, (Math.floor(now) + this.tsOffset(route, remotePort)) >>> 0, to))) {
       p.stats.SyncookiesFailed++;
       return false;
     }
@@ -156,18 +208,11 @@ export class TcpListener {
       p.stats.ListenDrops++;
       return true; // dropped; the peer retransmits its ACK (or data)
     }
-    let route: Route;
-    try {
-      route = p.ctx.findRoute(info.src, info.dst);
-    } catch {
-      p.stats.ListenDrops++;
-      return true;
-    }
-    const cc = this.childOptions.congestionControl ?? p.config.defaultCc;
-    const c = new TcpConnectionClass(p, route, this.localPort, info.src, remotePort, p.ccFactories.has(cc) ? cc : p.config.defaultCc, this, this.childOptions);
+    const cc = this.childOptions.congestionControl ?? cfg.defaultCc;
+    const c = new TcpConnectionClass(p, route, this.localPort, info.src, remotePort, p.ccFactories.has(cc) ? cc : cfg.defaultCc, this, this.childOptions);
     p.insert(c);
     this.synQueue++;
-    c.startFromCookie(seg, mss);
+    c.startFromCookie(seg, cookieMssTable(route.network.version)[idx]!, cfg.windowScaling ? to.wscale : -1, cfg.sack && to.sack, ts);
     if (!this.childEstablished(c)) {
       c.destroy();
       return true;
