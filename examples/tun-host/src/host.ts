@@ -55,6 +55,8 @@ export interface ServiceCounters {
   Bytes: number;
   /** Echo replies that could not be sent. */
   SendErrors: number;
+  /** Echo: datagrams not answered (sent to a broadcast address, or from a small-service port). */
+  Ignored: number;
 }
 
 export interface HostStats {
@@ -109,8 +111,11 @@ function checkPort(port: number, what: string): number {
   return port;
 }
 
+/** Ports of the small services (echo, discard, daytime, chargen, time) an echo never answers. */
+const LOOP_PORTS = new Set([7, 9, 13, 19, 37]);
+
 function newServiceCounters(): ServiceCounters {
-  return { Datagrams: 0, Bytes: 0, SendErrors: 0 };
+  return { Datagrams: 0, Bytes: 0, SendErrors: 0, Ignored: 0 };
 }
 
 /**
@@ -178,6 +183,12 @@ export function startHost(options: HostOptions): Host {
         for (let d = ep.receive(); d !== null; d = ep.receive()) {
           echo.Datagrams++;
           echo.Bytes += d.data.length;
+          // Like inetd: never answer a broadcast (amplification) or a datagram from another
+          // small service's port (echo <-> chargen ping-pong between two hosts).
+          if (d.broadcast || LOOP_PORTS.has(d.port)) {
+            echo.Ignored++;
+            continue;
+          }
           try {
             ep.send(d.data, d.port, d.address);
           } catch {

@@ -72,7 +72,7 @@ describe.skipIf(!run).each([
     expect(code).toBe(0);
     expect(stats.tun.name).toBe('utun0');
     expect(stats.tun.offloads.csum).toBe(offload);
-    expect(stats.echo).toEqual({ Datagrams: 3, Bytes: 6 + 1400 + 20000, SendErrors: 0 });
+    expect(stats.echo).toEqual({ Datagrams: 3, Bytes: 6 + 1400 + 20000, SendErrors: 0, Ignored: 0 });
     expect(stats.discard.Datagrams).toBe(3);
     const ip = stats.stack.ipv4!;
     expect(ip.IcmpEchoRepliesSent).toBe(23);

@@ -354,6 +354,8 @@ describe('receive', () => {
     expect(r).toEqual([DeliverResult.Delivered, DeliverResult.PortUnreachable]);
     const da = a.receive()!;
     const db = b.receive()!;
+    // Each tells the application it was a broadcast (a service must not answer those).
+    expect([da.broadcast, db.broadcast]).toEqual([true, true]);
     da.data[0] = 42;
     expect(Array.from(db.data)).toEqual([1, 2]);
     expect(c.receive()).toBeNull();
@@ -562,6 +564,7 @@ describe('receive memory', () => {
     const a = ep.receive()!;
     const b = ep.receive()!;
     expect(Buffer.from(a.data).toString()).toBe('small');
+    expect(a.broadcast).toBe(false);
     expect(a.data.buffer.byteLength).toBe(5); // copied: the slab is not kept alive
     expect(Buffer.from(b.data).toString()).toBe('own');
     expect(b.data.buffer).toBe(own.data.buffer); // a view: no copy needed
