@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { SeededRandom, isErrno } from '@usernet/stack';
 import type { CongestionControl } from '@usernet/tcp/cc';
 import { cubic, type CubicOptions } from '@usernet/tcp-cc-cubic';
-import { Sim, ack, makeState, type SimState } from './sim.js';
+import { Sim, ack, makeState, type SimState } from '@usernet/tcp/cc/sim';
 
 const MSS = 1000;
 const BETA = 0.7;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { SeededRandom } from '@usernet/stack';
 import { initialWindow, newReno } from '../src/cc/newreno.js';
 import type { CongestionControl } from '../src/cc/types.js';
-import { Sim, ack, makeState, type SimState } from './cc-sim.js';
+import { Sim, ack, makeState, type SimState } from '@usernet/tcp/cc/sim';
 
 const MSS = 1000;
 

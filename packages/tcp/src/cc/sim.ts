@@ -3,8 +3,11 @@
  * packets of one MSS are sent while they fit in cwnd (and the application's limit), each is
  * acknowledged one RTT after it was sent (optionally every second packet, like delayed ACKs), and
  * every ACK becomes an AckEvent. No loss unless the caller injects congestion events.
+ *
+ * Exported as `@usernet/tcp/cc/sim` so that every congestion-control package tests against the
+ * same model (DESIGN.md rule 5: algorithms are unit-tested with synthetic events).
  */
-import type { AckEvent, CongestionControl, CongestionState } from '../src/cc/types.js';
+import type { AckEvent, CongestionControl, CongestionState } from './types.js';
 
 export interface SimState extends CongestionState {
   mss: number;
