@@ -144,8 +144,16 @@ export class Reassembler {
     let at = 0;
     if (dg !== undefined) {
       const frags = dg.frags;
-      at = frags.length;
-      while (at > 0 && frags[at - 1]!.offset >= offset) at--;
+      // Binary search for the first fragment at or after `offset`: a peer choosing the order
+      // of 1000+ fragments must not make each insertion a linear scan.
+      let lo = 0;
+      let hi = frags.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (frags[mid]!.offset < offset) lo = mid + 1;
+        else hi = mid;
+      }
+      at = lo;
       const next = frags[at];
       if (next !== undefined && next.offset === offset && next.end === end) {
         this.stats.ReassemblyDuplicateFragments++;
