@@ -1,0 +1,1047 @@
+/**
+ * The IPv6 network protocol with ICMPv6 inside: receive validation (extension headers
+ * included), delivery, sending with fragmentation, reassembly, loopback, path MTU (RFC 8201),
+ * echo (and a ping API), ICMPv6 errors, and the neighbour discovery a point-to-point link needs.
+ */
+import type {
+  ControlMessage,
+  Counters,
+  NetworkPacketInfo,
+  NetworkProtocol,
+  NetworkProtocolFactory,
+  NicHandle,
+  Route,
+  StackContext,
+  Timer,
+  WriteParams,
+} from '@usernet/stack';
+import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, PacketBuffer, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import {
+  ExtensionWalk,
+  Ipv6Header,
+  IPV6_FRAGMENT_HEADER_LENGTH,
+  IPV6_HEADER_LENGTH,
+  IPV6_MAX_PAYLOAD_LENGTH,
+  IPV6_MIN_MTU,
+  isAllNodes,
+  isLoopback6,
+  isMulticast6,
+  isSolicitedNode,
+  isUnspecified6,
+  NextHeader,
+  skipExtensions,
+  walkExtensions,
+  WalkStatus,
+  writeIpv6Header,
+} from './header.js';
+import {
+  ICMPV6_HEADER_LENGTH,
+  icmpv6ChecksumValid,
+  icmpv6ErrorToErrno,
+  Icmpv6ParameterProblemCode,
+  Icmpv6TimeExceededCode,
+  Icmpv6Type,
+  Icmpv6UnreachableCode,
+  isIcmpv6Error,
+  setIcmpv6Checksum,
+} from './icmp.js';
+import type { ExpiredDatagram } from './reassembly.js';
+import { Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
+
+const ID_BUCKETS = 2048;
+/** Hop limit of every neighbour discovery message, required on receipt (RFC 4861 §6.1, §7.1). */
+const ND_HOP_LIMIT = 255;
+/**
+ * Bytes of header this protocol may prepend: the 40-byte fixed header plus an 8-byte fragment
+ * header (we never add other extension headers). Transports reserve this much headroom.
+ */
+export const IPV6_MAX_HEADER_LENGTH = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
+
+export interface Ipv6Options {
+  /** Hop limit of packets we originate. Default 64 (Linux hop_limit). */
+  hopLimit?: number;
+  /** Lifetime of an incomplete datagram, ms. Default 60000 (RFC 8200 §4.5). */
+  reassemblyTimeoutMs?: number;
+  /** Bytes the reassembly table may hold. Default 4 MiB. */
+  reassemblyMemoryLimit?: number;
+  /** Fragments one datagram may have. Default 8192 (65535 bytes in 8-byte fragments). */
+  maxFragmentsPerDatagram?: number;
+  /** ICMPv6 errors per second at most (token bucket, RFC 4443 §2.4(f)). Default 1000. */
+  icmpErrorRate?: number;
+  /** Token bucket depth. Default 50. */
+  icmpErrorBurst?: number;
+  /** Path MTU cache entries. Default 1024. */
+  pmtuCacheSize?: number;
+  /** Lifetime of a learned path MTU, ms. Default 600000 (RFC 8201 §4: at least 5 minutes). */
+  pmtuExpiryMs?: number;
+  /** Pings awaiting a reply at once. Default 1024. */
+  maxOutstandingPings?: number;
+  /** Packets to our own addresses waiting for local delivery. Default 4096. */
+  loopbackQueueLimit?: number;
+}
+
+export interface PingOptions {
+  /** Bytes of ICMPv6 data after the 8-byte header. Default 56. */
+  size?: number;
+  /** Give up after this long, ms (ETIMEDOUT). Default 1000. */
+  timeoutMs?: number;
+  /** Hop limit of the request. */
+  hopLimit?: number;
+  /** Exact data to send (overrides `size`). */
+  payload?: Uint8Array;
+}
+
+export interface PingResult {
+  rtt: number;
+  /** Hop limit of the reply as received. */
+  hopLimit: number;
+  /** ICMPv6 bytes received (header + data). */
+  bytes: number;
+  seq: number;
+}
+
+export const IPV6_COUNTERS = [
+  'PacketsReceived',
+  'PacketsDelivered',
+  'PacketsSent',
+  'MalformedPacketsReceived',
+  'InvalidDestinationAddressesReceived',
+  'InvalidSourceAddressesReceived',
+  'UnknownProtocolReceived',
+  'ExtensionHeaderErrors',
+  'OptionDiscards',
+  'NoNextHeaderReceived',
+  'AtomicFragmentsReceived',
+  ...REASSEMBLY_COUNTERS,
+  'FragmentsCreated',
+  'FragmentedDatagramsSent',
+  'OutgoingPacketErrors',
+  'LoopbackPackets',
+  'LoopbackDropped',
+  'PmtuUpdates',
+  'IcmpMessagesReceived',
+  'IcmpMalformedReceived',
+  'IcmpEchoRequestsReceived',
+  'IcmpEchoRequestsIgnored',
+  'IcmpEchoRepliesSent',
+  'IcmpEchoRequestsSent',
+  'IcmpEchoRepliesReceived',
+  'IcmpEchoRepliesUnmatched',
+  'IcmpErrorsSent',
+  'IcmpErrorsRateLimited',
+  'IcmpErrorsReceived',
+  'IcmpErrorsIgnored',
+  'IcmpOtherReceived',
+  'NdSolicitationsReceived',
+  'NdAdvertisementsSent',
+  'NdAdvertisementsReceived',
+  'NdInvalidReceived',
+  'NdIgnored',
+] as const;
+export type Ipv6Counter = (typeof IPV6_COUNTERS)[number];
+
+const ORIGIN_HEADROOM = 64;
+const FRAGMENT_HEADROOM = 16;
+/** RFC 4443 §2.4(c): an error must not exceed the minimum IPv6 MTU. */
+const ICMP_ERROR_MAX = IPV6_MIN_MTU;
+const MAX_PING_DATA = IPV6_MAX_PAYLOAD_LENGTH - ICMPV6_HEADER_LENGTH;
+
+interface PmtuEntry {
+  mtu: number;
+  expires: number;
+}
+
+interface PendingPing {
+  seq: number;
+  remote: IPAddress;
+  sentAt: number;
+  data: Uint8Array;
+  timer: Timer;
+  resolve: (r: PingResult) => void;
+  reject: (e: Error) => void;
+}
+
+class PacketInfo implements NetworkPacketInfo {
+  nic!: NicHandle;
+  src!: IPAddress;
+  dst!: IPAddress;
+  ttl = 0;
+  tos = 0;
+  broadcast = false;
+  constructor(readonly network: NetworkProtocol) {}
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw errnoError('EINVAL', 'ipv6', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function resolveOptions(o: Ipv6Options): Required<Ipv6Options> {
+  const rate = o.icmpErrorRate ?? 1000;
+  if (typeof rate !== 'number' || Number.isNaN(rate) || rate < 0) throw errnoError('EINVAL', 'ipv6', 'icmpErrorRate must be >= 0');
+  return {
+    hopLimit: positiveInt('hopLimit', o.hopLimit, 64, 1, 255),
+    reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 60_000),
+    reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
+    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, 8192, 2, 8192),
+    icmpErrorRate: rate,
+    icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
+    pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
+    pmtuExpiryMs: positiveInt('pmtuExpiryMs', o.pmtuExpiryMs, 600_000),
+    maxOutstandingPings: positiveInt('maxOutstandingPings', o.maxOutstandingPings, 1024, 1, 65536),
+    loopbackQueueLimit: positiveInt('loopbackQueueLimit', o.loopbackQueueLimit, 4096),
+  };
+}
+
+/**
+ * IPv6 (RFC 8200) and ICMPv6 (RFC 4443). Created by {@link ipv6} when the stack is assembled;
+ * reach it with `stack.network<IPv6Protocol>('ipv6')`.
+ */
+export class IPv6Protocol implements NetworkProtocol {
+  readonly name = 'ipv6';
+  readonly version = 6 as const;
+  readonly maxHeaderLength = IPV6_MAX_HEADER_LENGTH;
+  readonly stats: Counters<Ipv6Counter> = createCounters(IPV6_COUNTERS);
+
+  private readonly opts: Required<Ipv6Options>;
+  private readonly hdr = new Ipv6Header();
+  private readonly walk = new ExtensionWalk();
+  private readonly errWalk = new ExtensionWalk();
+  private readonly skipOut: number[] = [0];
+  private readonly info: PacketInfo;
+  private infoBusy = false;
+  private lastSrc: IPAddress | null = null;
+  private lastDst: IPAddress | null = null;
+  private readonly idCounters = new Uint32Array(ID_BUCKETS);
+  private readonly idKey0: number;
+  private readonly idKey1: number;
+  private readonly fragBatch: PacketBuffer[] = [];
+  private readonly reassembler: Reassembler;
+  private readonly pmtu = new Map<string, PmtuEntry>();
+  private tokens: number;
+  private tokensAt: number;
+  private loopNics: NicHandle[] = [];
+  private loopPkts: PacketBuffer[] = [];
+  private spareNics: NicHandle[] = [];
+  private sparePkts: PacketBuffer[] = [];
+  private readonly loopTimer: Timer;
+  private inLoopback = false;
+  private readonly loopProtocols: number[] = [];
+  private readonly loopProtocolSeen = new Uint8Array(256);
+  private readonly pingId: number;
+  private nextSeq = 0;
+  private readonly pings = new Map<number, PendingPing>();
+  private closed = false;
+
+  constructor(
+    private readonly ctx: StackContext,
+    options: Ipv6Options = {},
+  ) {
+    this.opts = resolveOptions(options);
+    this.info = new PacketInfo(this);
+    // RFC 7739 §5.1: fragment identifications from per-bucket counters picked by a keyed hash
+    // of (src, dst): unpredictable to off-path hosts, unique per flow.
+    for (let i = 0; i < ID_BUCKETS; i++) this.idCounters[i] = ctx.random.uint32();
+    this.idKey0 = ctx.random.uint32() | 0;
+    this.idKey1 = ctx.random.uint32() | 0;
+    this.pingId = ctx.random.uint32() & 0xffff;
+    this.tokens = this.opts.icmpErrorBurst;
+    this.tokensAt = ctx.clock.now();
+    this.reassembler = new Reassembler(
+      ctx.clock,
+      { timeoutMs: this.opts.reassemblyTimeoutMs, memoryLimit: this.opts.reassemblyMemoryLimit, maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram },
+      this.stats,
+      (d) => this.reassemblyTimedOut(d),
+    );
+    this.loopTimer = ctx.clock.createTimer(() => this.deliverLoopback());
+  }
+
+  /** Bytes the reassembly table holds now. */
+  get reassemblyMemory(): number {
+    return this.reassembler.memory;
+  }
+
+  /** Datagrams being reassembled now. */
+  get reassemblyDatagrams(): number {
+    return this.reassembler.size;
+  }
+
+  get outstandingPings(): number {
+    return this.pings.size;
+  }
+
+  // -- Receive ------------------------------------------------------------------------------
+
+  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
+    const st = this.stats;
+    st.PacketsReceived++;
+    if (this.closed) return;
+    let buf: Uint8Array = pkt.data;
+    let ipOff = pkt.start;
+    if (Ipv6Header.check(buf, ipOff, pkt.length) !== null) {
+      st.MalformedPacketsReceived++;
+      return;
+    }
+    const h = this.hdr.reset(buf, ipOff);
+    let total = IPV6_HEADER_LENGTH + h.payloadLength;
+    // Bytes beyond the payload length are link padding (RFC 8200 §3).
+    if (total < pkt.length) pkt.truncate(total);
+    const srcOff = ipOff + 8;
+    // RFC 4291 §2.7: a multicast source is invalid. Martians from a link (not loopback): ::1
+    // (RFC 4291 §2.5.3 "must never be sent outside a single node") and our own addresses.
+    if (isMulticast6(buf, srcOff) || (!this.inLoopback && (isLoopback6(buf, srcOff) || this.ctx.isLocalAddressBytes(buf, srcOff, 6)))) {
+      st.InvalidSourceAddressesReceived++;
+      return;
+    }
+    const dstOff = ipOff + 24;
+    let dst: IPAddress | undefined;
+    let broadcast = false;
+    let multicast = false;
+    for (const a of nic.addresses) {
+      if (a.address.family === 6 && a.address.equalsBytes(buf, dstOff)) {
+        dst = a.address;
+        break;
+      }
+    }
+    if (dst === undefined) {
+      if (isAllNodes(buf, dstOff)) {
+        broadcast = true;
+        multicast = true;
+        dst = this.cachedDst(buf, dstOff);
+      } else if (isSolicitedNode(buf, dstOff) && this.solicitedNodeOfNic(nic, buf, dstOff)) {
+        // Addressed to one node in practice (it names the low 24 bits of our address).
+        multicast = true;
+        dst = this.cachedDst(buf, dstOff);
+      } else if (!isMulticast6(buf, dstOff)) {
+        const d = this.cachedDst(buf, dstOff);
+        if (this.ctx.isLocalAddress(d)) dst = d;
+      }
+      if (dst === undefined) {
+        st.InvalidDestinationAddressesReceived++;
+        return;
+      }
+    }
+    const w = this.walk;
+    let status = walkExtensions(buf, ipOff, total, w);
+    if (status === WalkStatus.Ok && w.fragment) {
+      // RFC 8200 §4.5: a fragment that is not the last must carry a multiple of 8 bytes
+      // (pointer: payload length), and no fragment may end beyond 65535 (pointer: offset).
+      const dataLen = total - w.fragmentHeaderOffset - IPV6_FRAGMENT_HEADER_LENGTH;
+      const badLength = w.moreFragments && (dataLen & 7) !== 0;
+      if (badLength || w.fragmentOffset + dataLen > IPV6_MAX_PAYLOAD_LENGTH) {
+        st.ReassemblyMalformedFragments++;
+        if (!multicast) this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, Icmpv6ParameterProblemCode.ErroneousHeaderField, badLength ? 4 : w.fragmentHeaderOffset + 2, false);
+        return;
+      }
+      const whole = this.reassembler.add(nic, {
+        buf,
+        off: ipOff,
+        len: total,
+        fragmentHeaderOffset: w.fragmentHeaderOffset,
+        nextHeaderFieldOffset: w.fragmentPrevNextHeaderOffset,
+        protocol: w.protocol,
+        fragmentOffset: w.fragmentOffset,
+        moreFragments: w.moreFragments,
+        identification: w.identification,
+      });
+      if (whole === null) return;
+      pkt = whole;
+      buf = pkt.data;
+      ipOff = pkt.start;
+      total = pkt.length;
+      status = walkExtensions(buf, ipOff, total, w, true);
+    }
+    if (status !== WalkStatus.Ok) {
+      this.walkFailed(nic, buf, ipOff, total, w, multicast);
+      return;
+    }
+    if (w.atomicFragment) st.AtomicFragmentsReceived++;
+    const hopLimit = buf[ipOff + 7]!;
+    const tc = ((buf[ipOff]! & 0x0f) << 4) | (buf[ipOff + 1]! >> 4);
+    const src = this.cachedSrc(buf, ipOff + 8);
+    const protocol = w.protocol;
+    const upper = w.upperOffset;
+    const nhField = w.nextHeaderFieldOffset;
+    pkt.consume(upper);
+    pkt.transportOffset = 0;
+    if (protocol === NextHeader.ICMPv6) {
+      st.PacketsDelivered++;
+      this.handleIcmp(nic, pkt, buf, ipOff, src, dst, hopLimit, tc, multicast);
+      return;
+    }
+    const reentrant = this.infoBusy;
+    const info = reentrant ? new PacketInfo(this) : this.info;
+    info.nic = nic;
+    info.src = src;
+    info.dst = dst;
+    info.ttl = hopLimit;
+    info.tos = tc;
+    info.broadcast = broadcast;
+    this.infoBusy = true;
+    let result: DeliverResult | undefined;
+    try {
+      result = this.ctx.deliverTransport(protocol, info, pkt);
+    } finally {
+      if (!reentrant) this.infoBusy = false;
+    }
+    if (result === undefined) {
+      // RFC 8200 §4: an unrecognised Next Header → parameter problem code 1 at that field.
+      st.UnknownProtocolReceived++;
+      this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, Icmpv6ParameterProblemCode.UnrecognizedNextHeader, nhField, false);
+      return;
+    }
+    if (this.inLoopback) this.noteLoopProtocol(protocol);
+    if (result === DeliverResult.Delivered) st.PacketsDelivered++;
+    else if (result === DeliverResult.PortUnreachable) {
+      this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.DestinationUnreachable, Icmpv6UnreachableCode.Port, 0, false);
+    }
+  }
+
+  private walkFailed(nic: NicHandle, buf: Uint8Array, ipOff: number, total: number, w: ExtensionWalk, multicast: boolean): void {
+    const st = this.stats;
+    switch (w.status) {
+      case WalkStatus.Malformed:
+        st.MalformedPacketsReceived++;
+        return;
+      case WalkStatus.Discard:
+        st.OptionDiscards++;
+        return;
+      case WalkStatus.NoNextHeader:
+        st.NoNextHeaderReceived++;
+        return;
+      default:
+        st.ExtensionHeaderErrors++;
+        if (!multicast || w.evenIfMulticast) this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, w.code, w.pointer, w.evenIfMulticast);
+    }
+  }
+
+  private solicitedNodeOfNic(nic: NicHandle, buf: Uint8Array, off: number): boolean {
+    for (const a of nic.addresses) {
+      const b = a.address.bytes;
+      if (a.address.family === 6 && b[13] === buf[off + 13] && b[14] === buf[off + 14] && b[15] === buf[off + 15]) return true;
+    }
+    return false;
+  }
+
+  private cachedSrc(buf: Uint8Array, off: number): IPAddress {
+    const last = this.lastSrc;
+    if (last !== null && last.equalsBytes(buf, off)) return last;
+    const a = IPAddress.fromBytes(buf, off, 16);
+    this.lastSrc = a;
+    return a;
+  }
+
+  private cachedDst(buf: Uint8Array, off: number): IPAddress {
+    const last = this.lastDst;
+    if (last !== null && last.equalsBytes(buf, off)) return last;
+    const a = IPAddress.fromBytes(buf, off, 16);
+    this.lastDst = a;
+    return a;
+  }
+
+  // -- ICMPv6 receive -----------------------------------------------------------------------
+
+  private handleIcmp(
+    nic: NicHandle,
+    pkt: PacketBuffer,
+    buf: Uint8Array,
+    ipOff: number,
+    src: IPAddress,
+    dst: IPAddress,
+    hopLimit: number,
+    tc: number,
+    multicast: boolean,
+  ): void {
+    const st = this.stats;
+    st.IcmpMessagesReceived++;
+    const off = pkt.start;
+    const len = pkt.length;
+    // RFC 4443 §2.3: the checksum (over the pseudo-header) is always verified.
+    if (len < ICMPV6_HEADER_LENGTH || !icmpv6ChecksumValid(buf, off, len, src.bytes, buf.subarray(ipOff + 24, ipOff + 40))) {
+      st.IcmpMalformedReceived++;
+      return;
+    }
+    const type = buf[off]!;
+    switch (type) {
+      case Icmpv6Type.EchoRequest:
+        st.IcmpEchoRequestsReceived++;
+        // Only unicast requests are answered: no amplification through ff02::1 (RFC 4443
+        // §4.1 makes replies to multicast requests optional).
+        if (multicast) {
+          st.IcmpEchoRequestsIgnored++;
+          return;
+        }
+        this.answerEcho(pkt, src, dst, tc);
+        return;
+      case Icmpv6Type.EchoReply:
+        st.IcmpEchoRepliesReceived++;
+        this.handleEchoReply(buf, off, len, src, hopLimit);
+        return;
+      case Icmpv6Type.DestinationUnreachable:
+      case Icmpv6Type.PacketTooBig:
+      case Icmpv6Type.TimeExceeded:
+      case Icmpv6Type.ParameterProblem:
+        st.IcmpErrorsReceived++;
+        this.handleIcmpError(nic, buf, off, len);
+        return;
+      case Icmpv6Type.NeighborSolicitation:
+        this.handleNeighborSolicitation(nic, buf, ipOff, off, len, hopLimit);
+        return;
+      case Icmpv6Type.NeighborAdvertisement:
+        // RFC 4861 §7.1.2 validation; with no link-layer addresses there is nothing to learn.
+        if (hopLimit !== ND_HOP_LIMIT || buf[off + 1] !== 0 || len < 24 || isMulticast6(buf, off + 8) || !ndOptionsValid(buf, off + 24, off + len)) {
+          st.NdInvalidReceived++;
+          return;
+        }
+        st.NdAdvertisementsReceived++;
+        return;
+      case Icmpv6Type.RouterSolicitation:
+      case Icmpv6Type.RouterAdvertisement:
+      case Icmpv6Type.Redirect:
+        // We are not a router (RS is for routers, RFC 4861 §6.2.6) and addresses and routes are
+        // configured by hand: no SLAAC, no redirects (RFC 4861 §8.3 is optional to follow).
+        st.NdIgnored++;
+        return;
+      default:
+        // RFC 4443 §2.4(a)/(b): unknown errors go to the upper layer (we have none to map);
+        // unknown informational messages are silently discarded.
+        st.IcmpOtherReceived++;
+        return;
+    }
+  }
+
+  /** RFC 4861 §7.1.1 validation and §7.2.4 answer, for a link without link-layer addresses. */
+  private handleNeighborSolicitation(nic: NicHandle, buf: Uint8Array, ipOff: number, off: number, len: number, hopLimit: number): void {
+    const st = this.stats;
+    st.NdSolicitationsReceived++;
+    const srcOff = ipOff + 8;
+    const target = off + 8;
+    if (hopLimit !== ND_HOP_LIMIT || buf[off + 1] !== 0 || len < 24 || isMulticast6(buf, target) || !ndOptionsValid(buf, off + 24, off + len)) {
+      st.NdInvalidReceived++;
+      return;
+    }
+    // A DAD probe (source ::) — we run no DAD and hold hand-configured addresses; answering
+    // would make the prober give its address up, so stay quiet.
+    if (isUnspecified6(buf, srcOff)) {
+      st.NdIgnored++;
+      return;
+    }
+    let targetAddr: IPAddress | undefined;
+    for (const a of nic.addresses) if (a.address.family === 6 && a.address.equalsBytes(buf, target)) targetAddr = a.address;
+    if (targetAddr === undefined) {
+      st.NdIgnored++;
+      return;
+    }
+    // Solicited, override; no target link-layer address option: a TUN link has none.
+    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, 24);
+    const o = pkt.start;
+    const out = pkt.data;
+    out[o] = Icmpv6Type.NeighborAdvertisement;
+    out[o + 4] = 0x60; // S | O
+    out.set(targetAddr.bytes, o + 8);
+    const dstBytes = buf.slice(srcOff, srcOff + 16);
+    setIcmpv6Checksum(out, o, 24, targetAddr.bytes, dstBytes);
+    const ho = pkt.prepend(IPV6_HEADER_LENGTH);
+    writeIpv6Header(out, ho, 0, 0, 24, NextHeader.ICMPv6, ND_HOP_LIMIT, targetAddr.bytes, dstBytes);
+    pkt.transportOffset = IPV6_HEADER_LENGTH;
+    if (nic.writePacket(pkt)) {
+      st.PacketsSent++;
+      st.NdAdvertisementsSent++;
+    } else st.OutgoingPacketErrors++;
+  }
+
+  /** RFC 4443 §4.2: the reply carries the request's identifier, sequence and data. */
+  private answerEcho(pkt: PacketBuffer, src: IPAddress, dst: IPAddress, tc: number): void {
+    const buf = pkt.data;
+    const off = pkt.start;
+    buf[off] = Icmpv6Type.EchoReply;
+    buf[off + 1] = 0;
+    setIcmpv6Checksum(buf, off, pkt.length, dst.bytes, src.bytes);
+    pkt.checksumVerified = false;
+    pkt.needsChecksum = false;
+    let route: Route;
+    try {
+      route = this.ctx.findRoute(src, dst);
+    } catch {
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    try {
+      this.writePacket(route, NextHeader.ICMPv6, pkt, { tos: tc });
+      this.stats.IcmpEchoRepliesSent++;
+    } catch {
+      // Counted by writePacket.
+    }
+  }
+
+  private handleEchoReply(buf: Uint8Array, off: number, len: number, src: IPAddress, hopLimit: number): void {
+    const id = (buf[off + 4]! << 8) | buf[off + 5]!;
+    const seq = (buf[off + 6]! << 8) | buf[off + 7]!;
+    const p = id === this.pingId ? this.pings.get(seq) : undefined;
+    if (p === undefined || !p.remote.equals(src) || !sameBytes(buf, off + 8, len - 8, p.data)) {
+      this.stats.IcmpEchoRepliesUnmatched++;
+      return;
+    }
+    this.pings.delete(seq);
+    p.timer.cancel();
+    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, hopLimit, bytes: len, seq });
+  }
+
+  /** An ICMPv6 error about a packet we sent (RFC 4443 §3): learn the PMTU, tell the sender. */
+  private handleIcmpError(nic: NicHandle, buf: Uint8Array, off: number, len: number): void {
+    const st = this.stats;
+    const type = buf[off]!;
+    const code = buf[off + 1]!;
+    const error = icmpv6ErrorToErrno(type, code);
+    const q = off + ICMPV6_HEADER_LENGTH;
+    const qLen = len - ICMPV6_HEADER_LENGTH;
+    if (error === undefined) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    if (qLen < IPV6_HEADER_LENGTH || buf[q]! >> 4 !== 6) {
+      st.IcmpMalformedReceived++;
+      return;
+    }
+    if (!this.ctx.isLocalAddressBytes(buf, q + 8, 6)) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    const qSrc = IPAddress.fromBytes(buf, q + 8, 16);
+    const qDst = IPAddress.fromBytes(buf, q + 24, 16);
+    let mtu: number | undefined;
+    if (type === Icmpv6Type.PacketTooBig) {
+      const reported = ((buf[off + 4]! << 24) | (buf[off + 5]! << 16) | (buf[off + 6]! << 8) | buf[off + 7]!) >>> 0;
+      mtu = this.learnPmtu(qDst, reported, nic);
+    }
+    // Find the quoted upper-layer header: the quote may be cut short, so walk only the fixed
+    // header's Next Header and a few plain extension headers.
+    const qPayloadLen = Math.min(qLen, IPV6_HEADER_LENGTH + ((buf[q + 4]! << 8) | buf[q + 5]!));
+    const w = this.errWalk;
+    if (walkExtensions(buf, q, qPayloadLen, w) !== WalkStatus.Ok || (w.fragment && w.fragmentOffset !== 0)) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    const th = q + w.upperOffset;
+    const thLen = qPayloadLen - w.upperOffset;
+    const proto = w.protocol;
+    if (proto === NextHeader.ICMPv6) {
+      if (thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
+        const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
+        const p = this.pings.get(seq);
+        if (p !== undefined && type !== Icmpv6Type.PacketTooBig) {
+          this.pings.delete(seq);
+          p.timer.cancel();
+          p.reject(errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
+        }
+      }
+      return;
+    }
+    if (thLen < 8) {
+      st.IcmpErrorsIgnored++;
+      return;
+    }
+    const msg: ControlMessage = {
+      error,
+      ...(mtu !== undefined ? { mtu } : {}),
+      type,
+      code,
+      src: qSrc,
+      dst: qDst,
+      transportHeader: buf.subarray(th, th + thLen),
+      network: this,
+      nic,
+    };
+    if (this.inLoopback) this.noteLoopProtocol(proto);
+    this.ctx.deliverControl(proto, msg);
+  }
+
+  /** RFC 8201 §4: lower the PMTU to the reported MTU, never below 1280; never raise it. */
+  private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number {
+    const mtu = Math.max(IPV6_MIN_MTU, reported);
+    const now = this.ctx.clock.now();
+    const cur = this.pmtu.get(remote.key);
+    const base = cur !== undefined && cur.expires > now ? cur.mtu : nic.mtu;
+    if (mtu >= base) return base;
+    if (cur !== undefined) this.pmtu.delete(remote.key);
+    while (this.pmtu.size >= this.opts.pmtuCacheSize) {
+      const oldest = this.pmtu.keys().next();
+      if (oldest.done === true) break;
+      this.pmtu.delete(oldest.value);
+    }
+    this.pmtu.set(remote.key, { mtu, expires: now + this.opts.pmtuExpiryMs });
+    this.stats.PmtuUpdates++;
+    return mtu;
+  }
+
+  // -- ICMPv6 send --------------------------------------------------------------------------
+
+  private allowIcmpError(): boolean {
+    const rate = this.opts.icmpErrorRate;
+    if (rate === Infinity) return true;
+    const now = this.ctx.clock.now();
+    this.tokens = Math.min(this.opts.icmpErrorBurst, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Sends an ICMPv6 error about the packet at `buf[ipOff..ipOff+len)` unless RFC 4443 §2.4(e)
+   * forbids it: never about an ICMPv6 error or redirect, about a multicast destination (except
+   * when `evenIfMulticast`: packet too big, parameter problem for an option of action 10), or
+   * to a source that does not name a single node. Rate limited (§2.4(f)). Never throws.
+   */
+  private sendIcmpError(nic: NicHandle, buf: Uint8Array, ipOff: number, len: number, type: number, code: number, rest: number, evenIfMulticast: boolean): void {
+    const srcOff = ipOff + 8;
+    const dstOff = ipOff + 24;
+    if (isMulticast6(buf, dstOff) && !evenIfMulticast) return;
+    if (isUnspecified6(buf, srcOff) || isMulticast6(buf, srcOff) || isLoopback6(buf, srcOff)) return;
+    const upper = skipExtensions(buf, ipOff, len, this.skipOut);
+    if (upper >= 0 && this.skipOut[0] === NextHeader.ICMPv6) {
+      // An unreadable ICMPv6 type counts as an error: stay quiet.
+      if (upper >= len) return;
+      const t = buf[ipOff + upper]!;
+      if (isIcmpv6Error(t) || t === Icmpv6Type.Redirect) return;
+    }
+    if (!this.allowIcmpError()) {
+      this.stats.IcmpErrorsRateLimited++;
+      return;
+    }
+    const to = IPAddress.fromBytes(buf, srcOff, 16);
+    const origDst = IPAddress.fromBytes(buf, dstOff, 16);
+    let route: Route;
+    try {
+      // Back out of the interface the offending packet came in on.
+      route = this.ctx.findRoute(to, this.ctx.isLocalAddress(origDst) ? origDst : null, nic.id);
+    } catch {
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    // RFC 4443 §2.4(c): as much of the offending packet as fits in the minimum MTU.
+    const quote = Math.min(len, ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH);
+    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + quote);
+    const out = pkt.data;
+    const o = pkt.start;
+    out[o] = type;
+    out[o + 1] = code;
+    out[o + 4] = rest >>> 24;
+    out[o + 5] = (rest >>> 16) & 0xff;
+    out[o + 6] = (rest >>> 8) & 0xff;
+    out[o + 7] = rest & 0xff;
+    out.set(buf.subarray(ipOff, ipOff + quote), o + ICMPV6_HEADER_LENGTH);
+    setIcmpv6Checksum(out, o, pkt.length, route.local.bytes, to.bytes);
+    try {
+      this.writePacket(route, NextHeader.ICMPv6, pkt);
+      this.stats.IcmpErrorsSent++;
+    } catch {
+      // Counted by writePacket.
+    }
+  }
+
+  private reassemblyTimedOut(d: ExpiredDatagram): void {
+    const q = d.firstFragment;
+    if (q === null || this.closed) return;
+    // RFC 8200 §4.5: time exceeded, code 1, only when the first fragment arrived.
+    this.sendIcmpError(d.nic, q, 0, q.length, Icmpv6Type.TimeExceeded, Icmpv6TimeExceededCode.FragmentReassembly, 0, false);
+  }
+
+  // -- Send ---------------------------------------------------------------------------------
+
+  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
+    const st = this.stats;
+    if (this.closed) {
+      st.OutgoingPacketErrors++;
+      return;
+    }
+    const remote = route.remote;
+    const local = route.local;
+    if (remote.family !== 6 || local.family !== 6) throw errnoError('EAFNOSUPPORT', 'send', 'IPv6 route expected');
+    const payloadLen = pkt.length;
+    if (payloadLen > IPV6_MAX_PAYLOAD_LENGTH) {
+      st.OutgoingPacketErrors++;
+      throw errnoError('EMSGSIZE', 'send', `${payloadLen}-byte IPv6 payload exceeds 65535`);
+    }
+    const hop = params?.ttl ?? this.opts.hopLimit;
+    const tc = params?.tos ?? 0;
+    if (this.ctx.isLocalAddress(remote)) {
+      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      this.prependHeader(pkt, tc, payloadLen, transportProtocol, hop, local, remote);
+      this.queueLoopback(route.nic, pkt);
+      return;
+    }
+    const mtu = this.learnedMtu(route);
+    const total = IPV6_HEADER_LENGTH + payloadLen;
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + 60 <= mtu;
+    if (total <= mtu || gso) {
+      this.prependHeader(pkt, tc, payloadLen, transportProtocol, hop, local, remote);
+      if (route.nic.writePacket(pkt)) st.PacketsSent++;
+      else st.OutgoingPacketErrors++;
+      return;
+    }
+    if (params?.dontFragment === true) {
+      st.OutgoingPacketErrors++;
+      throw errnoError('EMSGSIZE', 'send', `${total}-byte packet exceeds path MTU ${mtu}`);
+    }
+    this.fragment(route, transportProtocol, pkt, mtu, tc, hop);
+  }
+
+  private prependHeader(pkt: PacketBuffer, tc: number, payloadLen: number, proto: number, hop: number, local: IPAddress, remote: IPAddress): void {
+    const off = pkt.prepend(IPV6_HEADER_LENGTH);
+    writeIpv6Header(pkt.data, off, tc, 0, payloadLen, proto, hop, local.bytes, remote.bytes);
+    pkt.transportOffset = IPV6_HEADER_LENGTH;
+  }
+
+  /** The next fragment identification for (src, dst): a counter picked by a keyed 32-bit mix. */
+  private nextFragmentId(src: Uint8Array, dst: Uint8Array): number {
+    let h = this.idKey0;
+    for (let i = 0; i < 16; i += 4) {
+      h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
+      h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
+    }
+    h = Math.imul(h ^ (h >>> 13) ^ this.idKey1, 0xc2b2ae3d);
+    h ^= h >>> 16;
+    const b = h & (ID_BUCKETS - 1);
+    const id = this.idCounters[b]!;
+    this.idCounters[b] = id + 1;
+    return id;
+  }
+
+  /**
+   * RFC 8200 §4.5: the source splits the payload into fragments of a multiple of 8 bytes (the
+   * last excepted), each behind the fixed header and a fragment header with the offset in
+   * 8-byte units, the M flag, and one identification for the datagram.
+   */
+  private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tc: number, hop: number): void {
+    const st = this.stats;
+    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    const maxData = (mtu - IPV6_HEADER_LENGTH - IPV6_FRAGMENT_HEADER_LENGTH) & ~7;
+    const payloadLen = pkt.length;
+    const src = route.local.bytes;
+    const dst = route.remote.bytes;
+    const id = this.nextFragmentId(src, dst);
+    st.FragmentedDatagramsSent++;
+    const batch = this.fragBatch;
+    const count = Math.ceil(payloadLen / maxData);
+    const hl = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
+    for (let off = 0; off < payloadLen; off += maxData) {
+      const n = Math.min(maxData, payloadLen - off);
+      const more = off + n < payloadLen;
+      const frag = PacketBuffer.allocateUnsafe(FRAGMENT_HEADROOM, hl + n);
+      const o = frag.start;
+      const b = frag.data;
+      writeIpv6Header(b, o, tc, 0, IPV6_FRAGMENT_HEADER_LENGTH + n, NextHeader.Fragment, hop, src, dst);
+      const f = o + IPV6_HEADER_LENGTH;
+      b[f] = proto;
+      b[f + 1] = 0;
+      const field = off | (more ? 1 : 0);
+      b[f + 2] = field >> 8;
+      b[f + 3] = field & 0xff;
+      b[f + 4] = id >>> 24;
+      b[f + 5] = (id >>> 16) & 0xff;
+      b[f + 6] = (id >>> 8) & 0xff;
+      b[f + 7] = id & 0xff;
+      b.set(pkt.data.subarray(pkt.start + off, pkt.start + off + n), o + hl);
+      frag.transportOffset = hl;
+      st.FragmentsCreated++;
+      batch.push(frag);
+    }
+    const sent = route.nic.writePackets(batch);
+    batch.length = 0;
+    st.PacketsSent += sent;
+    st.OutgoingPacketErrors += count - sent;
+  }
+
+  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
+    const field = proto === NextHeader.UDP ? 6 : proto === NextHeader.TCP ? 16 : -1;
+    pkt.needsChecksum = false;
+    if (field < 0 || pkt.length < field + 2) return;
+    const buf = pkt.data;
+    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
+    if (c === 0 && proto === NextHeader.UDP) c = 0xffff; // RFC 8200 §8.1: UDP checksum 0 is sent as ffff
+    buf[pkt.start + field] = c >> 8;
+    buf[pkt.start + field + 1] = c & 0xff;
+  }
+
+  /** RFC 8200 §8.1: source, destination, 32-bit upper-layer length, zeros, next header. */
+  pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {
+    return pseudoHeaderSum(src.bytes, dst.bytes, transportProtocol, length);
+  }
+
+  /** The link MTU, lowered by Packet Too Big (RFC 8201); 65575 to ourselves. */
+  pathMtu(route: Route): number {
+    if (this.ctx.isLocalAddress(route.remote)) return IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD_LENGTH;
+    return this.learnedMtu(route);
+  }
+
+  private learnedMtu(route: Route): number {
+    const linkMtu = route.nic.mtu;
+    if (this.pmtu.size === 0) return linkMtu;
+    const e = this.pmtu.get(route.remote.key);
+    if (e === undefined) return linkMtu;
+    if (e.expires <= this.ctx.clock.now()) {
+      // RFC 8201 §4: try a larger PMTU again after a while.
+      this.pmtu.delete(route.remote.key);
+      return linkMtu;
+    }
+    return Math.min(linkMtu, e.mtu);
+  }
+
+  // -- Loopback -----------------------------------------------------------------------------
+
+  private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
+    if (this.loopPkts.length >= this.opts.loopbackQueueLimit) {
+      this.stats.LoopbackDropped++;
+      this.stats.OutgoingPacketErrors++;
+      return;
+    }
+    pkt.checksumVerified = true;
+    pkt.needsChecksum = false;
+    this.loopNics.push(nic);
+    this.loopPkts.push(pkt);
+    this.stats.PacketsSent++;
+    this.stats.LoopbackPackets++;
+    if (this.loopPkts.length === 1) this.loopTimer.schedule(0);
+  }
+
+  private deliverLoopback(): void {
+    if (this.closed) return;
+    const nics = this.loopNics;
+    const pkts = this.loopPkts;
+    this.loopNics = this.spareNics;
+    this.loopPkts = this.sparePkts;
+    this.spareNics = nics;
+    this.sparePkts = pkts;
+    this.inLoopback = true;
+    try {
+      for (let i = 0; i < pkts.length; i++) this.handlePacket(nics[i]!, pkts[i]!);
+    } finally {
+      this.inLoopback = false;
+      nics.length = 0;
+      pkts.length = 0;
+    }
+    const protos = this.loopProtocols;
+    for (let i = 0; i < protos.length; i++) {
+      const p = protos[i]!;
+      this.loopProtocolSeen[p] = 0;
+      this.ctx.transport(p)?.flush?.();
+    }
+    protos.length = 0;
+  }
+
+  private noteLoopProtocol(p: number): void {
+    if (this.loopProtocolSeen[p] === 0) {
+      this.loopProtocolSeen[p] = 1;
+      this.loopProtocols.push(p);
+    }
+  }
+
+  // -- Ping ---------------------------------------------------------------------------------
+
+  /**
+   * Sends an ICMPv6 echo request to `remote` and resolves with the reply. Rejects with
+   * ETIMEDOUT when no reply comes in `timeoutMs`, with the code an ICMPv6 error maps to, with
+   * ENETUNREACH when there is no route, or ENOBUFS when too many pings are outstanding.
+   */
+  ping(remote: IPAddress | string, opts: PingOptions = {}): Promise<PingResult> {
+    return new Promise<PingResult>((resolve, reject) => {
+      try {
+        this.startPing(remote, opts, resolve, reject);
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  }
+
+  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+    if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
+    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
+    if (!(remote instanceof IPAddress) || remote.family !== 6) throw errnoError('EINVAL', 'ping', 'an IPv6 address is required');
+    const timeoutMs = opts.timeoutMs ?? 1000;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
+    const hop = opts.hopLimit;
+    if (hop !== undefined && (!Number.isInteger(hop) || hop < 1 || hop > 255)) throw errnoError('EINVAL', 'ping', 'hopLimit must be an integer from 1 to 255');
+    let data: Uint8Array;
+    if (opts.payload !== undefined) {
+      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
+      data = new Uint8Array(opts.payload);
+    } else {
+      const size = opts.size ?? 56;
+      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
+      data = new Uint8Array(size);
+      for (let i = 0; i < size; i++) data[i] = i & 0xff;
+    }
+    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
+    let seq = this.nextSeq;
+    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
+    this.nextSeq = (seq + 1) & 0xffff;
+    const route = this.ctx.findRoute(remote);
+    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + data.length);
+    const b = pkt.data;
+    const o = pkt.start;
+    b[o] = Icmpv6Type.EchoRequest;
+    b[o + 4] = this.pingId >> 8;
+    b[o + 5] = this.pingId & 0xff;
+    b[o + 6] = seq >> 8;
+    b[o + 7] = seq & 0xff;
+    b.set(data, o + ICMPV6_HEADER_LENGTH);
+    setIcmpv6Checksum(b, o, pkt.length, route.local.bytes, remote.bytes);
+    const timer = this.ctx.clock.createTimer(
+      () => {
+        if (this.pings.get(seq) !== entry) return;
+        this.pings.delete(seq);
+        reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
+      },
+      { keepAlive: true },
+    );
+    const entry: PendingPing = { seq, remote, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
+    this.writePacket(route, NextHeader.ICMPv6, pkt, hop !== undefined ? { ttl: hop } : undefined);
+    this.stats.IcmpEchoRequestsSent++;
+    this.pings.set(seq, entry);
+    timer.schedule(timeoutMs);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reassembler.clear();
+    this.loopTimer.cancel();
+    this.loopNics.length = 0;
+    this.loopPkts.length = 0;
+    for (const p of this.pings.values()) {
+      p.timer.cancel();
+      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
+    }
+    this.pings.clear();
+    this.pmtu.clear();
+  }
+}
+
+/** RFC 4861 §4.6: every ND option has a non-zero length (in 8-byte units) that fits the message. */
+function ndOptionsValid(buf: Uint8Array, off: number, end: number): boolean {
+  while (off < end) {
+    if (off + 2 > end) return false;
+    const l = buf[off + 1]! * 8;
+    if (l === 0 || off + l > end) return false;
+    off += l;
+  }
+  return true;
+}
+
+function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
+  if (len !== want.length) return false;
+  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
+  return true;
+}
+
+/** The IPv6 plugin: `createStack({ network: [ipv6()] })`. Options are checked here (EINVAL). */
+export function ipv6(options: Ipv6Options = {}): NetworkProtocolFactory {
+  resolveOptions(options);
+  return (ctx: StackContext) => new IPv6Protocol(ctx, options);
+}
