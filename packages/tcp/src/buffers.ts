@@ -16,6 +16,9 @@ const SPARE_CHUNKS = 16;
  * Chunks have one size and emptied ones are recycled, so a bulk transfer allocates (and
  * zero-fills) nothing per write once it runs, and copies from memory that is still in cache.
  */
+/** Bytes charged per out-of-order piece on top of its payload. */
+const OOO_ENTRY_OVERHEAD = 128;
+
 export class SendBuffer {
   private chunks: Uint8Array[] = [];
   /** Bytes used in each chunk (the last one may have spare room). */
@@ -280,11 +283,13 @@ export class OutOfOrderQueue {
         continue;
       }
       const gap = next === undefined ? len : Math.min(len, seqDiff(next.seq, cur));
-      if (this.bytes + gap > this.limit) return any ? 'queued' : 'full';
+      // Each held piece is charged its bytes plus a fixed overhead (its entry object and
+      // array), so a peer sending one-byte pieces with gaps cannot hold millions of entries.
+      if (this.bytes + gap + OOO_ENTRY_OVERHEAD > this.limit) return any ? 'queued' : 'full';
       const piece = data.subarray(off, off + gap);
       const kept = piece.buffer.byteLength > 2 * piece.length + 4096 ? new Uint8Array(piece) : piece;
       segs.splice(i, 0, { seq: cur, data: kept });
-      this.bytes += gap;
+      this.bytes += gap + OOO_ENTRY_OVERHEAD;
       any = true;
       i++;
       cur = seqAdd(cur, gap);
@@ -308,7 +313,7 @@ export class OutOfOrderQueue {
         sink(s.data.subarray(skip));
         rcvNxt = end;
       }
-      this.bytes -= s.data.length;
+      this.bytes -= s.data.length + OOO_ENTRY_OVERHEAD;
       n++;
     }
     if (n > 0) segs.splice(0, n);

@@ -762,9 +762,12 @@ export class TcpConnection {
         if (payLen > 0) {
           st.TCPZeroWindowDrop++;
           this.ackNow = true; // the data is unacceptable: tell the peer the window is still closed
+          fin = false;
         }
+        // A bare FIN at RCV.NXT takes no buffer space: accept it even with the window closed
+        // (as Linux does), so the peer's close is not held up by an application that is not
+        // reading.
         payLen = 0;
-        fin = false;
       } else {
         if ((f & TCP_RST) === 0) {
           st.OutOfWindowDrops++;
@@ -997,7 +1000,9 @@ export class TcpConnection {
     const priorInFlight = this.pipe();
     const oldWnd = this.sndWnd;
     // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
-    if (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLe(this.sndWl2, ack))) {
+    // The update needs SND.UNA =< SEG.ACK as well (RFC 9293 §3.10.7.4): an old ACK must not
+    // place the peer's window at our (newer) SND.UNA.
+    if (seqGe(ack, this.sndUna) && (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLe(this.sndWl2, ack)))) {
       this.sndWnd = seg.window << this.sndWscale;
       this.sndWl1 = seq;
       this.sndWl2 = ack;

@@ -67,12 +67,21 @@ describe('receive queues', () => {
   });
 
   it('the out-of-order queue refuses bytes beyond its limit', () => {
-    const q = new OutOfOrderQueue(1000);
-    expect(q.insert(100, new Uint8Array(800))).toBe('queued');
-    expect(q.insert(2000, new Uint8Array(300))).toBe('full'); // would make 1100 bytes
-    expect(q.insert(2000, new Uint8Array(200))).toBe('queued');
-    expect(q.bytes).toBe(1000);
+    // Each piece costs its bytes plus 128 for its bookkeeping.
+    const q = new OutOfOrderQueue(1256);
+    expect(q.insert(100, new Uint8Array(800))).toBe('queued'); // 928
+    expect(q.insert(2000, new Uint8Array(300))).toBe('full'); // would make 1356
+    expect(q.insert(2000, new Uint8Array(200))).toBe('queued'); // 1256
+    expect(q.bytes).toBe(1256);
     expect(q.insert(5000, new Uint8Array(1))).toBe('full');
     expect(q.insert(100, new Uint8Array(800))).toBe('duplicate');
+  });
+
+  it('bounds the number of pieces a peer can make it hold with one-byte segments and gaps', () => {
+    const q = new OutOfOrderQueue(64 * 1024);
+    let queued = 0;
+    for (let i = 0; i < 100_000; i++) if (q.insert(1000 + 2 * i, new Uint8Array(1)) === 'queued') queued++;
+    expect(queued).toBe(Math.floor((64 * 1024) / 129));
+    expect(q.bytes).toBeLessThanOrEqual(64 * 1024);
   });
 });
