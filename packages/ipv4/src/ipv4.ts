@@ -20,6 +20,7 @@ import {
   errnoError,
   finishChecksum,
   IPAddress,
+  LoopbackQueue,
   PacketBuffer,
   pseudoHeaderSum,
   sumBytes,
@@ -225,14 +226,7 @@ export class IPv4Protocol implements NetworkProtocol {
   private tokens: number;
   private tokensAt: number;
   // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
-  private loopNics: NicHandle[] = [];
-  private loopPkts: PacketBuffer[] = [];
-  private spareNics: NicHandle[] = [];
-  private sparePkts: PacketBuffer[] = [];
-  private readonly loopTimer: Timer;
-  private inLoopback = false;
-  private readonly loopProtocols: number[] = [];
-  private readonly loopProtocolSeen = new Uint8Array(256);
+  private readonly loopback: LoopbackQueue;
   // Ping.
   private readonly pingId: number;
   private nextSeq = 0;
@@ -263,7 +257,7 @@ export class IPv4Protocol implements NetworkProtocol {
       this.stats,
       (d) => this.reassemblyTimedOut(d),
     );
-    this.loopTimer = ctx.clock.createTimer(() => this.deliverLoopback());
+    this.loopback = new LoopbackQueue(ctx.clock, ctx, this.opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
   }
 
   /** Bytes the reassembly table holds now (never above `reassemblyMemoryLimit`). */
@@ -308,7 +302,7 @@ export class IPv4Protocol implements NetworkProtocol {
     // loopback address (RFC 1122 §3.2.1.3(g): 127/8 must not appear outside a host) or "this
     // network" 0/8 other than 0.0.0.0. A spoofed own source would make any service that answers
     // talk to itself forever.
-    if (!this.inLoopback) {
+    if (!this.loopback.active) {
       const s0 = buf[srcOff]!;
       if (s0 === 127 || (s0 === 0 && !isUnspecifiedBytes(buf, srcOff)) || this.ctx.isLocalAddressBytes(buf, srcOff, 4)) {
         st.InvalidSourceAddressesReceived++;
@@ -381,7 +375,7 @@ export class IPv4Protocol implements NetworkProtocol {
       if (!broadcast) this.sendIcmpError(nic, buf, ipOff, total, IcmpType.DestinationUnreachable, IcmpUnreachableCode.Protocol, 0);
       return;
     }
-    if (this.inLoopback) this.noteLoopProtocol(protocol);
+    this.loopback.noteProtocol(protocol);
     if (result === DeliverResult.Delivered) {
       st.PacketsDelivered++;
     } else if (result === DeliverResult.PortUnreachable) {
@@ -558,7 +552,7 @@ export class IPv4Protocol implements NetworkProtocol {
       network: this,
       nic,
     };
-    if (this.inLoopback) this.noteLoopProtocol(qProto);
+    this.loopback.noteProtocol(qProto);
     this.ctx.deliverControl(qProto, msg);
   }
 
@@ -804,53 +798,15 @@ export class IPv4Protocol implements NetworkProtocol {
   // -- Loopback -----------------------------------------------------------------------------
 
   private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
-    if (this.loopPkts.length >= this.opts.loopbackQueueLimit) {
+    if (!this.loopback.push(nic, pkt)) {
       this.stats.LoopbackDropped++;
       this.stats.OutgoingPacketErrors++;
       return;
     }
-    pkt.checksumVerified = true;
-    pkt.needsChecksum = false;
-    this.loopNics.push(nic);
-    this.loopPkts.push(pkt);
     this.stats.PacketsSent++;
     this.stats.LoopbackPackets++;
-    if (this.loopPkts.length === 1) this.loopTimer.schedule(0);
   }
 
-  private deliverLoopback(): void {
-    if (this.closed) return;
-    const nics = this.loopNics;
-    const pkts = this.loopPkts;
-    // Swap queues: what is sent while delivering waits for the next turn.
-    this.loopNics = this.spareNics;
-    this.loopPkts = this.sparePkts;
-    this.spareNics = nics;
-    this.sparePkts = pkts;
-    this.inLoopback = true;
-    try {
-      for (let i = 0; i < pkts.length; i++) this.handlePacket(nics[i]!, pkts[i]!);
-    } finally {
-      this.inLoopback = false;
-      nics.length = 0;
-      pkts.length = 0;
-    }
-    // What a NIC does after a batch: let the transports flush their queued work.
-    const protos = this.loopProtocols;
-    for (let i = 0; i < protos.length; i++) {
-      const p = protos[i]!;
-      this.loopProtocolSeen[p] = 0;
-      this.ctx.transport(p)?.flush?.();
-    }
-    protos.length = 0;
-  }
-
-  private noteLoopProtocol(p: number): void {
-    if (this.loopProtocolSeen[p] === 0) {
-      this.loopProtocolSeen[p] = 1;
-      this.loopProtocols.push(p);
-    }
-  }
 
   // -- Ping ---------------------------------------------------------------------------------
 
@@ -921,9 +877,7 @@ export class IPv4Protocol implements NetworkProtocol {
     if (this.closed) return;
     this.closed = true;
     this.reassembler.clear();
-    this.loopTimer.cancel();
-    this.loopNics.length = 0;
-    this.loopPkts.length = 0;
+    this.loopback.close();
     for (const p of this.pings.values()) {
       p.timer.cancel();
       p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));

@@ -15,7 +15,7 @@ import type {
   Timer,
   WriteParams,
 } from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, PacketBuffer, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, pseudoHeaderSum, sumBytes } from '@usernet/stack';
 import {
   ExtensionWalk,
   Ipv6Header,
@@ -223,14 +223,7 @@ export class IPv6Protocol implements NetworkProtocol {
   private readonly pmtu = new Map<string, PmtuEntry>();
   private tokens: number;
   private tokensAt: number;
-  private loopNics: NicHandle[] = [];
-  private loopPkts: PacketBuffer[] = [];
-  private spareNics: NicHandle[] = [];
-  private sparePkts: PacketBuffer[] = [];
-  private readonly loopTimer: Timer;
-  private inLoopback = false;
-  private readonly loopProtocols: number[] = [];
-  private readonly loopProtocolSeen = new Uint8Array(256);
+  private readonly loopback: LoopbackQueue;
   private readonly pingId: number;
   private nextSeq = 0;
   private readonly pings = new Map<number, PendingPing>();
@@ -256,7 +249,7 @@ export class IPv6Protocol implements NetworkProtocol {
       this.stats,
       (d) => this.reassemblyTimedOut(d),
     );
-    this.loopTimer = ctx.clock.createTimer(() => this.deliverLoopback());
+    this.loopback = new LoopbackQueue(ctx.clock, ctx, this.opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
   }
 
   /** Bytes the reassembly table holds now. */
@@ -292,7 +285,7 @@ export class IPv6Protocol implements NetworkProtocol {
     const srcOff = ipOff + 8;
     // RFC 4291 §2.7: a multicast source is invalid. Martians from a link (not loopback): ::1
     // (RFC 4291 §2.5.3 "must never be sent outside a single node") and our own addresses.
-    if (isMulticast6(buf, srcOff) || (!this.inLoopback && (isLoopback6(buf, srcOff) || this.ctx.isLocalAddressBytes(buf, srcOff, 6)))) {
+    if (isMulticast6(buf, srcOff) || (!this.loopback.active && (isLoopback6(buf, srcOff) || this.ctx.isLocalAddressBytes(buf, srcOff, 6)))) {
       st.InvalidSourceAddressesReceived++;
       return;
     }
@@ -393,7 +386,7 @@ export class IPv6Protocol implements NetworkProtocol {
       this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, Icmpv6ParameterProblemCode.UnrecognizedNextHeader, nhField, false);
       return;
     }
-    if (this.inLoopback) this.noteLoopProtocol(protocol);
+    this.loopback.noteProtocol(protocol);
     if (result === DeliverResult.Delivered) st.PacketsDelivered++;
     else if (result === DeliverResult.PortUnreachable) {
       this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.DestinationUnreachable, Icmpv6UnreachableCode.Port, 0, false);
@@ -655,7 +648,7 @@ export class IPv6Protocol implements NetworkProtocol {
       network: this,
       nic,
     };
-    if (this.inLoopback) this.noteLoopProtocol(proto);
+    this.loopback.noteProtocol(proto);
     this.ctx.deliverControl(proto, msg);
   }
 
@@ -896,51 +889,15 @@ export class IPv6Protocol implements NetworkProtocol {
   // -- Loopback -----------------------------------------------------------------------------
 
   private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
-    if (this.loopPkts.length >= this.opts.loopbackQueueLimit) {
+    if (!this.loopback.push(nic, pkt)) {
       this.stats.LoopbackDropped++;
       this.stats.OutgoingPacketErrors++;
       return;
     }
-    pkt.checksumVerified = true;
-    pkt.needsChecksum = false;
-    this.loopNics.push(nic);
-    this.loopPkts.push(pkt);
     this.stats.PacketsSent++;
     this.stats.LoopbackPackets++;
-    if (this.loopPkts.length === 1) this.loopTimer.schedule(0);
   }
 
-  private deliverLoopback(): void {
-    if (this.closed) return;
-    const nics = this.loopNics;
-    const pkts = this.loopPkts;
-    this.loopNics = this.spareNics;
-    this.loopPkts = this.sparePkts;
-    this.spareNics = nics;
-    this.sparePkts = pkts;
-    this.inLoopback = true;
-    try {
-      for (let i = 0; i < pkts.length; i++) this.handlePacket(nics[i]!, pkts[i]!);
-    } finally {
-      this.inLoopback = false;
-      nics.length = 0;
-      pkts.length = 0;
-    }
-    const protos = this.loopProtocols;
-    for (let i = 0; i < protos.length; i++) {
-      const p = protos[i]!;
-      this.loopProtocolSeen[p] = 0;
-      this.ctx.transport(p)?.flush?.();
-    }
-    protos.length = 0;
-  }
-
-  private noteLoopProtocol(p: number): void {
-    if (this.loopProtocolSeen[p] === 0) {
-      this.loopProtocolSeen[p] = 1;
-      this.loopProtocols.push(p);
-    }
-  }
 
   // -- Ping ---------------------------------------------------------------------------------
 
@@ -1011,9 +968,7 @@ export class IPv6Protocol implements NetworkProtocol {
     if (this.closed) return;
     this.closed = true;
     this.reassembler.clear();
-    this.loopTimer.cancel();
-    this.loopNics.length = 0;
-    this.loopPkts.length = 0;
+    this.loopback.close();
     for (const p of this.pings.values()) {
       p.timer.cancel();
       p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));

@@ -9,3 +9,4 @@ export * from './registration.js';
 export * from './route.js';
 export * from './stack.js';
 export * from './stats.js';
+export * from './loopback.js';
