@@ -215,11 +215,11 @@ const UNREACH_ERRNO: readonly ErrnoCode[] = [
 /**
  * The errno an endpoint sees for an ICMP error, or undefined when the message is not an error
  * a transport should hear about (unknown codes, source quench (RFC 6633), redirect).
- * Parameter problem maps to EHOSTUNREACH (Linux reports EPROTO, which usernet lacks).
+ * Parameter problem maps to EPROTO, like Linux (icmp_err_convert / RFC 1122 §4.2.3.9).
  */
 export function icmpErrorToErrno(type: number, code: number): ErrnoCode | undefined {
   if (type === IcmpType.DestinationUnreachable) return UNREACH_ERRNO[code];
   if (type === IcmpType.TimeExceeded) return code <= 1 ? 'EHOSTUNREACH' : undefined;
-  if (type === IcmpType.ParameterProblem) return code <= 2 ? 'EHOSTUNREACH' : undefined;
+  if (type === IcmpType.ParameterProblem) return code <= 2 ? 'EPROTO' : undefined;
   return undefined;
 }

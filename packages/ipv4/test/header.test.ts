@@ -153,6 +153,8 @@ describe('ICMP', () => {
     expect(icmpErrorToErrno(3, 1)).toBe('EHOSTUNREACH');
     expect(icmpErrorToErrno(3, 4)).toBe('EMSGSIZE');
     expect(icmpErrorToErrno(11, 0)).toBe('EHOSTUNREACH');
+    expect(icmpErrorToErrno(12, 0)).toBe('EPROTO');
+    expect(icmpErrorToErrno(12, 3)).toBeUndefined();
     expect(icmpErrorToErrno(3, 16)).toBeUndefined();
     expect(icmpErrorToErrno(4, 0)).toBeUndefined();
   });

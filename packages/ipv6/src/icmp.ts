@@ -64,8 +64,8 @@ export function icmpv6ErrorToErrno(type: number, code: number): ErrnoCode | unde
     case Icmpv6Type.TimeExceeded:
       return 'EHOSTUNREACH';
     case Icmpv6Type.ParameterProblem:
-      // Linux says EPROTO, which usernet's errno table lacks; the closest code it has.
-      return 'EPROTONOSUPPORT';
+      // Like Linux (icmpv6_err_convert): a parameter problem is a protocol error.
+      return 'EPROTO';
     default:
       return undefined;
   }

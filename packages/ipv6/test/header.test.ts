@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { IPAddress } from '@usernet/stack';
 import type { Ipv6Repr } from '@usernet/ipv6';
 import { GOLDEN_ECHO } from './golden.js';
-import { emitIcmpv6, emitIpv6Header, ExtensionWalk, Ipv6Header, parseIpv6Header, solicitedNodeAddress, walkExtensions, WalkStatus } from '@usernet/ipv6';
+import { emitIcmpv6, emitIpv6Header, ExtensionWalk, Ipv6Header, parseIpv6Header, icmpv6ErrorToErrno, solicitedNodeAddress, walkExtensions, WalkStatus } from '@usernet/ipv6';
 
 const A = IPAddress.parse('fd00::1');
 const B = IPAddress.parse('fd00::2');
@@ -148,5 +148,17 @@ describe('property: untrusted bytes never throw', () => {
       }),
       { numRuns: 10_000 },
     );
+  });
+});
+
+describe('ICMPv6 errors as errno', () => {
+  it('maps like Linux icmpv6_err_convert', () => {
+    expect(icmpv6ErrorToErrno(1, 4)).toBe('ECONNREFUSED');
+    expect(icmpv6ErrorToErrno(1, 0)).toBe('ENETUNREACH');
+    expect(icmpv6ErrorToErrno(1, 3)).toBe('EHOSTUNREACH');
+    expect(icmpv6ErrorToErrno(2, 0)).toBe('EMSGSIZE');
+    expect(icmpv6ErrorToErrno(3, 0)).toBe('EHOSTUNREACH');
+    expect(icmpv6ErrorToErrno(4, 1)).toBe('EPROTO');
+    expect(icmpv6ErrorToErrno(128, 0)).toBeUndefined();
   });
 });

@@ -22,6 +22,7 @@ export const ERRNO = {
   ENOSPC: 28,
   EPIPE: 32,
   ENOSYS: 38,
+  EPROTO: 71,
   ENOTSOCK: 88,
   EDESTADDRREQ: 89,
   EMSGSIZE: 90,
@@ -75,6 +76,7 @@ const MESSAGES: Partial<Record<ErrnoCode, string>> = {
   ENODEV: 'no such device',
   EEXIST: 'file exists',
   ECONNABORTED: 'software caused connection abort',
+  EPROTO: 'protocol error',
 };
 
 /**
