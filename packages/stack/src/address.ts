@@ -89,6 +89,24 @@ export class IPAddress {
     return b[10] === 0xff && b[11] === 0xff;
   }
 
+  /**
+   * The IPv4-mapped IPv6 form ::ffff:a.b.c.d of an IPv4 address (RFC 4291 §2.5.5.2), as an IPv6
+   * socket reports an IPv4 peer (RFC 4038 §4.2, RFC 3493 §3.7); an IPv6 address is returned as is.
+   */
+  toV4Mapped(): IPAddress {
+    if (this.family === 6) return this;
+    const b = new Uint8Array(16);
+    b[10] = 0xff;
+    b[11] = 0xff;
+    b.set(this.bytes, 12);
+    return new IPAddress(b);
+  }
+
+  /** The IPv4 address inside an IPv4-mapped IPv6 address; any other address is returned as is. */
+  unmapV4(): IPAddress {
+    return this.isV4Mapped ? new IPAddress(this.bytes.slice(12, 16)) : this;
+  }
+
   toString(): string {
     if (this.text === undefined) this.text = this.family === 4 ? this.bytes.join('.') : formatV6(this.bytes);
     return this.text;

@@ -16,3 +16,4 @@ export * from './sender/rtt.js';
 export * from './sender/rate.js';
 export * from './sender/scoreboard.js';
 export * from './syncookie.js';
+export type { TcpBindOptions } from './listener.js';

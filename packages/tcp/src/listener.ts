@@ -1,4 +1,5 @@
 import type { IPAddress, NetworkPacketInfo, Route } from '@usernet/stack';
+import { errnoError } from '@usernet/stack';
 import type { TcpConnection, TcpConnectionOptions } from './connection.js';
 import { TcpConnection as TcpConnectionClass } from './connection.js';
 import type { Segment } from './segment.js';
@@ -10,15 +11,51 @@ import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './wire/header.js';
 import { seqAdd } from './wire/seq.js';
 
-export interface TcpListenOptions extends TcpConnectionOptions {
-  /** Local address; the family's any-address by default. */
+/**
+ * Socket options that decide who may share a local port (the bind step of listen() and of a
+ * connect() with an explicit local port). Linux semantics, see TCPProtocol.bindConflict.
+ */
+export interface TcpBindOptions {
+  /**
+   * IPV6_V6ONLY (RFC 3493 §5.3). Default false like Linux: an IPv6 listener on `::` also takes
+   * IPv4 connections (when the stack has IPv4); those children are IPv4 connections on the wire
+   * (`conn.family === 4`) that an IPv6 socket reports as ::ffff:a.b.c.d (RFC 4038 §4.2).
+   * EINVAL when true for an IPv4 address or family, or with an ::ffff: address.
+   */
+  v6Only?: boolean;
+  /**
+   * SO_REUSEADDR: the port may be shared with connections (ESTABLISHED, TIME_WAIT, ...) that
+   * also had it set (children of a listener inherit the listener's flag), never with another
+   * listener. Linux's rule for TCP; Node's net.Server sets it on every listen.
+   */
+  reuseAddr?: boolean;
+  /**
+   * SO_REUSEPORT: listeners (and connections) that all set it share the address and port;
+   * incoming SYNs are spread over the listeners bound to the same address by a keyed hash of the
+   * 4-tuple (stable per flow).
+   */
+  reusePort?: boolean;
+}
+
+export interface TcpListenOptions extends TcpConnectionOptions, TcpBindOptions {
+  /** Local address; the family's any-address by default. `::ffff:a.b.c.d` listens on IPv4 a.b.c.d. */
   address?: string | IPAddress;
   port: number;
   /** Accept-queue limit (established connections not yet accepted). Default 511. */
   backlog?: number;
   /** Family when no address is given; IPv4 when the stack has it. */
   family?: 4 | 6;
+  /**
+   * TCP_DEFER_ACCEPT in ms (0: off, the default): a handshake-completing ACK without data is
+   * dropped for this long, so the connection reaches accept() only with its first data; see
+   * {@link TcpListener.setDeferAccept}.
+   */
+  deferAcceptMs?: number;
 }
+
+/** Bind flags of a listener or connection (kept per connection in the protocol's port index). */
+export const BIND_REUSE_ADDR = 1;
+export const BIND_REUSE_PORT = 2;
 
 /**
  * A listening endpoint (RFC 9293 LISTEN). Half-open connections wait in the SYN queue (bounded
@@ -32,15 +69,88 @@ export class TcpListener {
   synQueue = 0;
   private readonly acceptQueue: TcpConnection[] = [];
   private closed = false;
+  private deferMs = 0;
+  /**
+   * When each half-open child arrived (only while deferring accept). A WeakMap: an entry goes
+   * with its connection, so the table is bounded by the SYN queue.
+   */
+  private readonly bornAt = new WeakMap<TcpConnection, number>();
 
+  /**
+   * @internal Created by TCPProtocol.listen(), which has checked the options; `mapped`: an IPv6
+   * socket bound to ::ffff:a.b.c.d (listening on IPv4 a.b.c.d, `family` 4).
+   */
   constructor(
     private readonly proto: TCPProtocol,
     readonly family: 4 | 6,
     readonly localAddress: IPAddress,
     readonly localPort: number,
     readonly backlog: number,
-    private readonly childOptions: TcpConnectionOptions,
-  ) {}
+    private readonly childOptions: TcpListenOptions,
+    /** @internal BIND_REUSE_ADDR | BIND_REUSE_PORT. */
+    readonly bindFlags = 0,
+    /** IPV6_V6ONLY as set at listen (false for IPv4 listeners). */
+    readonly v6Only = false,
+    private readonly mapped = false,
+  ) {
+    if (childOptions.deferAcceptMs !== undefined) this.setDeferAccept(childOptions.deferAcceptMs);
+  }
+
+  /** SO_REUSEADDR as set at listen. */
+  get reuseAddr(): boolean {
+    return (this.bindFlags & BIND_REUSE_ADDR) !== 0;
+  }
+
+  /** SO_REUSEPORT as set at listen. */
+  get reusePort(): boolean {
+    return (this.bindFlags & BIND_REUSE_PORT) !== 0;
+  }
+
+  /**
+   * True when this is an IPv6 socket that takes IPv4 connections: bound to `::` without v6Only,
+   * or bound to ::ffff:a.b.c.d (then `family` and `localAddress` are the IPv4 ones). Its IPv4
+   * children (`conn.family === 4`) and, for a mapped bind, its own address are reported by the
+   * socket layer as IPv4-mapped IPv6 addresses (`IPAddress#toV4Mapped()`).
+   */
+  get dualStack(): boolean {
+    return this.mapped || (this.family === 6 && !this.v6Only && this.localAddress.isUnspecified);
+  }
+
+  /** TCP_DEFER_ACCEPT in ms (0: off). */
+  get deferAcceptMs(): number {
+    return this.deferMs;
+  }
+
+  /**
+   * TCP_DEFER_ACCEPT (Linux tcp(7)): while a child is younger than `ms`, an ACK that completes
+   * the handshake but carries no data (nor FIN) is dropped (counted in TCPDeferAcceptDrop) and
+   * the child stays in SYN_RECEIVED; the first data segment establishes it and queues it for
+   * accept() with its data readable. Once `ms` has passed, the next bare ACK (the answer to a
+   * retransmitted SYN-ACK, as on Linux) establishes it anyway. Linux keeps retransmitting the
+   * SYN-ACK for the whole deferral; here a child still gives up after the stack's synAckRetries
+   * (about 63 s by default), so longer deferrals act like that limit. Connections made from a SYN
+   * cookie are established at once (there is no state to defer). 0 turns it off. EINVAL for a
+   * negative or non-finite value.
+   */
+  setDeferAccept(ms: number): void {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw errnoError('EINVAL', 'setsockopt', `TCP_DEFER_ACCEPT ${String(ms)}`);
+    this.deferMs = ms;
+  }
+
+  /**
+   * @internal TCP_DEFER_ACCEPT (Linux tcp_check_req): true when a bare ACK for the half-open
+   * child `c` is to be dropped because the deferral has not yet run out.
+   */
+  deferBareAck(c: TcpConnection, now: number): boolean {
+    if (this.deferMs <= 0) return false;
+    let born = this.bornAt.get(c);
+    if (born === undefined) {
+      // Deferral switched on after this child arrived: it starts now.
+      born = now;
+      this.bornAt.set(c, born);
+    }
+    return now - born < this.deferMs;
+  }
 
   /** The next established connection, or null. */
   accept(): TcpConnection | null {
@@ -115,8 +225,9 @@ export class TcpListener {
       this,
       this.childOptions,
     );
-    this.proto.insert(c);
+    this.proto.insert(c, this.bindFlags); // children inherit SO_REUSEADDR / SO_REUSEPORT (as on Linux)
     this.synQueue++;
+    if (this.deferMs > 0) this.bornAt.set(c, this.proto.ctx.clock.now());
     c.startPassiveOpen(seg);
   }
 
@@ -210,7 +321,7 @@ export class TcpListener {
     }
     const cc = this.childOptions.congestionControl ?? cfg.defaultCc;
     const c = new TcpConnectionClass(p, route, this.localPort, info.src, remotePort, p.ccFactories.has(cc) ? cc : cfg.defaultCc, this, this.childOptions);
-    p.insert(c);
+    p.insert(c, this.bindFlags);
     this.synQueue++;
     c.startFromCookie(seg, cookieMssTable(route.network.version)[idx]!, cfg.windowScaling ? to.wscale : -1, cfg.sack && to.sack, ts);
     if (!this.childEstablished(c)) {

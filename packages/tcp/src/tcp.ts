@@ -35,8 +35,8 @@ import { newReno } from './cc/newreno.js';
 import type { TcpConnectOptions } from './connection.js';
 import { TcpConnection } from './connection.js';
 import { IsnGenerator } from './isn.js';
-import { TcpListener } from './listener.js';
-import type { TcpListenOptions } from './listener.js';
+import { BIND_REUSE_ADDR, BIND_REUSE_PORT, TcpListener } from './listener.js';
+import type { TcpBindOptions, TcpListenOptions } from './listener.js';
 import { Segment } from './segment.js';
 import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_HEADER_MIN, TCP_RST, TCP_SYN, TcpHeaderView, tcpOptionsLength, writeTcpHeader } from './wire/header.js';
@@ -142,6 +142,7 @@ export const TCP_COUNTERS = [
   'TimeWaited',
   'TCPTimeWaitOverflow',
   'TCPTimeWaitRecycled',
+  'TCPDeferAcceptDrop',
   'OutOfWindowDrops',
   'BroadcastDrops',
   'SendErrors',
@@ -188,6 +189,21 @@ function portKey(localPort: number, remotePort: number): number {
 }
 
 /**
+ * Whether two bindings on the same port overlap (Linux inet_rcv_saddr_equal with
+ * ipv6_rcv_saddr_equal): same family: equal addresses or either the any-address; IPv4 and IPv6:
+ * only when the IPv6 one is `::` without IPV6_V6ONLY (it receives IPv4 too, RFC 3493 §5.3).
+ * Bindings to ::ffff:a.b.c.d are IPv4 bindings here.
+ */
+function bindingsOverlap(fa: 4 | 6, a: IPAddress, aV6Only: boolean, fb: 4 | 6, b: IPAddress, bV6Only: boolean): boolean {
+  if (fa === fb) return a.isUnspecified || b.isUnspecified || a.equals(b);
+  if (fa === 6) return a.isUnspecified && !aV6Only;
+  return b.isUnspecified && !bV6Only;
+}
+
+/** Salt of the SO_REUSEPORT flow hash. */
+const REUSEPORT_SALT = 0x72707274;
+
+/**
  * TCP over whatever network protocols the stack has.
  */
 export class TCPProtocol implements TransportProtocol {
@@ -198,6 +214,11 @@ export class TCPProtocol implements TransportProtocol {
   /** @internal */ readonly isn: IsnGenerator;
   /** @internal */ readonly ccFactories = new Map<string, CongestionControlFactory>();
   private readonly conns = new Map<number, TcpConnection[]>();
+  /**
+   * The same connections by local port, with their bind flags (BIND_REUSE_ADDR/PORT): what a
+   * bind on that port must not collide with (bounded like `conns`).
+   */
+  private readonly byPort = new Map<number, Map<TcpConnection, number>>();
   private readonly listeners = new Map<number, TcpListener[]>();
   /** @internal Connections in TIME_WAIT (stack-wide count, bounded by timeWaitLimit). */
   timeWaitCount = 0;
@@ -232,42 +253,102 @@ export class TCPProtocol implements TransportProtocol {
 
   // -- API --------------------------------------------------------------------------------------
 
-  /** Opens a listening endpoint. Throws EADDRINUSE, EADDRNOTAVAIL, EINVAL. */
+  /**
+   * Opens a listening endpoint. Throws EADDRINUSE (see {@link bindConflict}), EADDRNOTAVAIL,
+   * EAFNOSUPPORT, EINVAL. An IPv6 listener on `::` without `v6Only` takes IPv4 connections too;
+   * one on ::ffff:a.b.c.d listens on IPv4 a.b.c.d (`family` 4, `dualStack` true).
+   */
   listen(opts: TcpListenOptions): TcpListener {
     if (this.closed) throw errnoError('EBADF', 'listen', 'the stack is closed');
-    const addr = opts.address === undefined ? undefined : typeof opts.address === 'string' ? IPAddress.parse(opts.address) : opts.address;
+    let addr = opts.address === undefined ? undefined : typeof opts.address === 'string' ? IPAddress.parse(opts.address) : opts.address;
+    if (addr !== undefined && !(addr instanceof IPAddress)) throw errnoError('EINVAL', 'listen', `address ${String(addr)}`);
+    if (opts.family !== undefined && opts.family !== 4 && opts.family !== 6) throw errnoError('EINVAL', 'listen', `family ${String(opts.family)}`);
+    const flags = bindFlagsOf(opts, 'listen');
+    const v6Only = opts.v6Only ?? false;
+    let mapped = false;
+    if (addr?.isV4Mapped === true) {
+      // RFC 3493 §5.3 / Linux inet6_bind: an IPv6 socket bound to ::ffff:a.b.c.d is an IPv4
+      // socket on a.b.c.d; with IPV6_V6ONLY that is EINVAL.
+      if (v6Only) throw errnoError('EINVAL', 'bind', `${addr.toString()} with v6Only`);
+      addr = addr.unmapV4();
+      mapped = true;
+    }
     const family: 4 | 6 = addr?.family ?? opts.family ?? (this.ctx.network(4) !== undefined ? 4 : 6);
+    if (v6Only && family === 4) throw errnoError('EINVAL', 'setsockopt', 'v6Only on an IPv4 listener');
     if (this.ctx.network(family) === undefined) throw errnoError('EAFNOSUPPORT', 'listen', `no IPv${family} in this stack`);
     const local = addr ?? (family === 4 ? IPV4_ANY : IPV6_ANY);
     if (!local.isUnspecified && !this.ctx.isLocalAddress(local)) throw errnoError('EADDRNOTAVAIL', 'bind', local.toString());
     let port = opts.port;
     if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw errnoError('EINVAL', 'listen', `port ${port}`);
-    if (port === 0) port = this.pickPort(null, null, 0);
-    const list = this.listeners.get(port);
-    if (list !== undefined) {
-      for (const l of list) {
-        if (l.family !== family) continue;
-        if (l.localAddress.isUnspecified || local.isUnspecified || l.localAddress.equals(local)) {
-          throw errnoError('EADDRINUSE', 'listen', `${local.toString()}:${port}`);
-        }
-      }
-    }
     const backlog = opts.backlog ?? 511;
     if (!Number.isInteger(backlog) || backlog < 0) throw errnoError('EINVAL', 'listen', `backlog ${backlog}`);
-    const l = new TcpListener(this, family, local, port, Math.max(1, backlog), opts);
+    if (port === 0) port = this.pickPort(null, null, 0);
+    else this.bindConflict(family, local, v6Only, port, flags, 'listen');
+    const l = new TcpListener(this, family, local, port, Math.max(1, backlog), opts, flags, v6Only, mapped);
+    const list = this.listeners.get(port);
     if (list === undefined) this.listeners.set(port, [l]);
     else list.unshift(l);
     return l;
   }
 
-  /** Opens a connection (sends a SYN now). Errors later arrive through onClose(err). */
-  connect(opts: TcpConnectOptions): TcpConnection {
+  /**
+   * Throws EADDRINUSE when binding (family, local, v6Only) to `port` with `flags` collides with a
+   * listener or connection already there. Linux's rule (inet_csk_bind_conflict for TCP, checked
+   * at bind and again at listen): two overlapping bindings (see bindingsOverlap) may share a port
+   * only when both set SO_REUSEPORT, or when both set SO_REUSEADDR and the existing one is not
+   * listening (ESTABLISHED, TIME_WAIT and other connections; children inherit their listener's
+   * flags). So a listener on a port with TIME_WAIT or live connections from a previous listener
+   * needs SO_REUSEADDR on both, and two listeners on one address need SO_REUSEPORT.
+   */
+  private bindConflict(family: 4 | 6, local: IPAddress, v6Only: boolean, port: number, flags: number, syscall: string): void {
+    const list = this.listeners.get(port);
+    if (list !== undefined) {
+      for (const l of list) {
+        if (!bindingsOverlap(family, local, v6Only, l.family, l.localAddress, l.v6Only)) continue;
+        if ((flags & l.bindFlags & BIND_REUSE_PORT) !== 0) continue;
+        throw errnoError('EADDRINUSE', syscall, `${local.toString()}:${port}`);
+      }
+    }
+    const users = this.byPort.get(port);
+    if (users !== undefined) {
+      for (const [c, f] of users) {
+        if (!bindingsOverlap(family, local, v6Only, c.localAddress.family, c.localAddress, false)) continue;
+        if ((flags & f & (BIND_REUSE_ADDR | BIND_REUSE_PORT)) !== 0) continue;
+        throw errnoError('EADDRINUSE', syscall, `${local.toString()}:${port}`);
+      }
+    }
+  }
+
+  /**
+   * Opens a connection (sends a SYN now). Errors later arrive through onClose(err).
+   * An ::ffff:a.b.c.d address (remote or local) means IPv4 a.b.c.d, as for an IPv6 socket
+   * without IPV6_V6ONLY (RFC 3493 §5.3); with `v6Only` it is ENETUNREACH, like Linux. The
+   * connection is then an IPv4 one (`family` 4; the socket layer reports mapped addresses).
+   * A given `localPort` is bound first: EADDRINUSE as for listen() (SO_REUSEADDR/SO_REUSEPORT
+   * from the bind options), then EADDRNOTAVAIL when the exact 4-tuple exists (TIME_WAIT too).
+   */
+  connect(opts: TcpConnectOptions & TcpBindOptions): TcpConnection {
     if (this.closed) throw errnoError('EBADF', 'connect', 'the stack is closed');
-    const remote = typeof opts.address === 'string' ? IPAddress.tryParse(opts.address) : opts.address;
+    let remote = typeof opts.address === 'string' ? IPAddress.tryParse(opts.address) : opts.address;
     if (remote === undefined || !(remote instanceof IPAddress)) throw errnoError('EINVAL', 'connect', `address ${String(opts.address)}`);
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 0xffff) throw errnoError('EINVAL', 'connect', `port ${opts.port}`);
+    const flags = bindFlagsOf(opts, 'connect');
+    const v6Only = opts.v6Only ?? false;
+    let localReq = opts.localAddress === undefined ? null : typeof opts.localAddress === 'string' ? IPAddress.parse(opts.localAddress) : opts.localAddress;
+    if (remote.isV4Mapped) {
+      if (v6Only) throw errnoError('ENETUNREACH', 'connect', `${remote.toString()} with v6Only`);
+      remote = remote.unmapV4();
+      if (localReq !== null && localReq.family === 6) {
+        // Bound to `::` or ::ffff:a.b.c.d: fine (IPv4 any / a.b.c.d); another IPv6 address cannot reach IPv4.
+        if (localReq.isUnspecified) localReq = null;
+        else if (localReq.isV4Mapped) localReq = localReq.unmapV4();
+        else throw errnoError('EINVAL', 'connect', `${localReq.toString()} to ${remote.toString()}`);
+      }
+    } else if (localReq?.isV4Mapped === true) {
+      throw errnoError('EINVAL', 'connect', `${localReq.toString()} to ${remote.toString()}`);
+    }
+    if (v6Only && remote.family === 4) throw errnoError('EINVAL', 'setsockopt', 'v6Only on an IPv4 connection');
     if (remote.isUnspecified || remote.isMulticast || remote.isLimitedBroadcast) throw errnoError('EINVAL', 'connect', remote.toString());
-    const localReq = opts.localAddress === undefined ? null : typeof opts.localAddress === 'string' ? IPAddress.parse(opts.localAddress) : opts.localAddress;
     let route: Route;
     try {
       route = this.ctx.findRoute(remote, localReq);
@@ -281,11 +362,17 @@ export class TCPProtocol implements TransportProtocol {
     let port = opts.localPort ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw errnoError('EINVAL', 'connect', `localPort ${port}`);
     if (port === 0) port = this.pickPort(route, remote, opts.port);
-    else if (this.lookup(route.local, port, remote, opts.port) !== undefined || this.findListener(route.local, port, route.network.version) !== undefined) {
-      throw errnoError('EADDRINUSE', 'connect', `${route.local.toString()}:${port}`);
+    else {
+      // bind(): the requested local address (or the family's any-address) on `port`.
+      const fam = route.network.version;
+      this.bindConflict(fam, localReq ?? (fam === 4 ? IPV4_ANY : IPV6_ANY), v6Only, port, flags, 'connect');
+      // connect(): Linux __inet_check_established refuses a 4-tuple in use with EADDRNOTAVAIL.
+      if (this.lookup(route.local, port, remote, opts.port) !== undefined) {
+        throw errnoError('EADDRNOTAVAIL', 'connect', `${route.local.toString()}:${port} -> ${remote.toString()}:${opts.port} in use`);
+      }
     }
     const conn = new TcpConnection(this, route, port, remote, opts.port, cc, null, opts);
-    this.insert(conn);
+    this.insert(conn, flags);
     this.stats.ActiveOpens++;
     conn.startActiveOpen();
     return conn;
@@ -304,12 +391,15 @@ export class TCPProtocol implements TransportProtocol {
     return undefined;
   }
 
-  /** @internal */
-  insert(c: TcpConnection): void {
+  /** @internal Adds `c` to the tables; `bindFlags`: its BIND_REUSE_ADDR / BIND_REUSE_PORT. */
+  insert(c: TcpConnection, bindFlags = 0): void {
     const k = portKey(c.localPort, c.remotePort);
     const list = this.conns.get(k);
     if (list === undefined) this.conns.set(k, [c]);
     else list.push(c);
+    const users = this.byPort.get(c.localPort);
+    if (users === undefined) this.byPort.set(c.localPort, new Map([[c, bindFlags]]));
+    else users.set(c, bindFlags);
   }
 
   /** @internal */
@@ -320,6 +410,8 @@ export class TCPProtocol implements TransportProtocol {
     const i = list.indexOf(c);
     if (i >= 0) list.splice(i, 1);
     if (list.length === 0) this.conns.delete(k);
+    const users = this.byPort.get(c.localPort);
+    if (users !== undefined && users.delete(c) && users.size === 0) this.byPort.delete(c.localPort);
   }
 
   /** @internal */
@@ -333,8 +425,10 @@ export class TCPProtocol implements TransportProtocol {
 
   /** @internal Calls `fn` for each connection that `l` spawned and that was not accepted. */
   forEachChild(l: TcpListener, fn: (c: TcpConnection) => void): void {
+    const users = this.byPort.get(l.localPort);
+    if (users === undefined) return;
     const found: TcpConnection[] = [];
-    for (const list of this.conns.values()) for (const c of list) if (c.listener === l) found.push(c);
+    for (const c of users.keys()) if (c.listener === l) found.push(c);
     for (const c of found) fn(c);
   }
 
@@ -345,16 +439,37 @@ export class TCPProtocol implements TransportProtocol {
     return n;
   }
 
-  private findListener(local: IPAddress, port: number, family: 4 | 6): TcpListener | undefined {
+  /**
+   * The listener for a SYN (or cookie ACK) from `remote`:`remotePort` to `local`:`port`. Like
+   * Linux's listener lookup: an exact address beats the any-address, and for an IPv4 packet an
+   * IPv4 listener beats an IPv6 dual-stack one (`::` without v6Only, RFC 3493 §5.3). When the
+   * best one has SO_REUSEPORT, the flow goes to one of the SO_REUSEPORT listeners bound exactly
+   * like it, chosen by a keyed hash of the 4-tuple (the same listener for every segment of a flow,
+   * so SYN cookies return to the listener that sent them). No allocation.
+   */
+  private findListener(local: IPAddress, port: number, family: 4 | 6, remote: IPAddress, remotePort: number): TcpListener | undefined {
     const list = this.listeners.get(port);
     if (list === undefined) return undefined;
-    let wildcard: TcpListener | undefined;
-    for (const l of list) {
-      if (l.family !== family) continue;
-      if (l.localAddress.equals(local)) return l;
-      if (l.localAddress.isUnspecified) wildcard ??= l;
+    let best: TcpListener | undefined;
+    let bestScore = 0;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i]!;
+      const score = listenerScore(l, local, family);
+      if (score > bestScore) {
+        best = l;
+        bestScore = score;
+      }
     }
-    return wildcard;
+    if (best === undefined || !best.reusePort) return best;
+    let n = 0;
+    for (let i = 0; i < list.length; i++) if (sameReusePortGroup(list[i]!, best)) n++;
+    if (n < 2) return best;
+    let k = this.isn.hash(local, port, remote, remotePort, REUSEPORT_SALT) % n;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i]!;
+      if (sameReusePortGroup(l, best) && k-- === 0) return l;
+    }
+    return best;
   }
 
   /**
@@ -369,9 +484,7 @@ export class TCPProtocol implements TransportProtocol {
       const p = lo + ((start + i) % span);
       if (this.listeners.has(p)) continue;
       if (route === null || remote === null) {
-        let used = false;
-        for (const list of this.conns.values()) if (list[0]!.localPort === p) used = true;
-        if (used) continue;
+        if (this.byPort.has(p)) continue;
         return p;
       }
       if (this.lookup(route.local, p, remote, remotePort) === undefined) return p;
@@ -435,11 +548,24 @@ export class TCPProtocol implements TransportProtocol {
         st.TCPTimeWaitRecycled++;
         c.destroy();
       } else {
+        // TCP_DEFER_ACCEPT (Linux tcp_check_req): a bare ACK completing the handshake of a
+        // deferring listener's child is dropped; the child stays half-open until data arrives.
+        if (
+          c.state === 'SYN_RECEIVED' &&
+          c.listener !== null &&
+          c.listener.deferAcceptMs > 0 &&
+          (seg.flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) === TCP_ACK &&
+          seg.payLen === 0 &&
+          c.listener.deferBareAck(c, this.ctx.clock.now())
+        ) {
+          st.TCPDeferAcceptDrop++;
+          return DeliverResult.Delivered;
+        }
         c.segmentArrives(seg, info);
         return DeliverResult.Delivered;
       }
     }
-    const l = this.findListener(info.dst, dstPort, info.network.version);
+    const l = this.findListener(info.dst, dstPort, info.network.version, info.src, srcPort);
     if (l !== undefined) {
       l.segmentArrives(seg, info, srcPort);
       return DeliverResult.Delivered;
@@ -645,6 +771,30 @@ export class TCPProtocol implements TransportProtocol {
   }
 }
 
+
+/** Scores a listener for a packet of `family` to `local` (0: does not match). */
+function listenerScore(l: TcpListener, local: IPAddress, family: 4 | 6): number {
+  if (l.family === family) {
+    if (l.localAddress.isUnspecified) return 3;
+    return l.localAddress.equals(local) ? 4 : 0;
+  }
+  // An IPv4 packet and an IPv6 `::` listener without IPV6_V6ONLY.
+  return family === 4 && !l.v6Only && l.localAddress.isUnspecified ? 2 : 0;
+}
+
+/** Linux reuseport groups: same family, same exact address, same v6Only, all SO_REUSEPORT. */
+function sameReusePortGroup(l: TcpListener, g: TcpListener): boolean {
+  return l.reusePort && l.family === g.family && l.v6Only === g.v6Only && l.localAddress.equals(g.localAddress);
+}
+
+/** Checks and packs the SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY options (EINVAL when not boolean). */
+function bindFlagsOf(o: TcpBindOptions, syscall: string): number {
+  for (const k of ['v6Only', 'reuseAddr', 'reusePort'] as const) {
+    const v = o[k];
+    if (v !== undefined && typeof v !== 'boolean') throw errnoError('EINVAL', syscall, `${k} ${String(v)}`);
+  }
+  return (o.reuseAddr === true ? BIND_REUSE_ADDR : 0) | (o.reusePort === true ? BIND_REUSE_PORT : 0);
+}
 
 /** The TCP plugin: `createStack({ network: [ipv4()], transport: [tcp()] })`. */
 export function tcp(options: TcpOptions = {}): TransportProtocolFactory {

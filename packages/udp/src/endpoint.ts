@@ -10,9 +10,17 @@ export interface UdpDatagram {
    * broadcast delivered to several endpoints gives each its own copy).
    */
   readonly data: Uint8Array;
-  /** Sender's address and port. */
+  /**
+   * Sender's address and port. An IPv4 datagram received by a dual-stack IPv6 endpoint has the
+   * sender as an IPv4-mapped address (::ffff:a.b.c.d), as on Linux.
+   */
   readonly address: IPAddress;
   readonly port: number;
+  /**
+   * The destination address of the packet (what IP_PKTINFO reports): one of ours, or the
+   * broadcast / multicast address it was sent to. IPv4-mapped on a dual-stack IPv6 endpoint.
+   */
+  readonly localAddress: IPAddress;
   /** TTL / hop limit and TOS / traffic class of the packet that carried it. */
   readonly ttl: number;
   readonly tos: number;
@@ -29,6 +37,14 @@ export interface UdpSendParams {
   ttl?: number;
   /** TOS / traffic class byte for this datagram (0..255). */
   tos?: number;
+  /**
+   * Path MTU discovery for this datagram, like Linux's IP_MTU_DISCOVER: `'dont'` (default) never
+   * sets DF and fragments to the path MTU; `'want'` sets DF when the datagram fits the path MTU
+   * and fragments (without DF) otherwise; `'do'` always sets DF and fails with EMSGSIZE when the
+   * datagram exceeds the path MTU. Over IPv6 (no DF bit) `'do'` refuses to fragment and the
+   * others fragment to the path MTU.
+   */
+  pmtuDiscovery?: 'dont' | 'want' | 'do';
 }
 
 export interface UdpEndpointOptions {
@@ -39,6 +55,20 @@ export interface UdpEndpointOptions {
    * too (SO_REUSEADDR for UDP on Linux). Unicast goes to the most recently bound.
    */
   reuseAddr?: boolean;
+  /**
+   * Allow binding an address and port another endpoint holds, when that one set reusePort too
+   * (SO_REUSEPORT). Unicast datagrams are spread over the group by a hash of the sender's
+   * address and port (one flow always reaches the same endpoint); broadcasts reach all.
+   */
+  reusePort?: boolean;
+  /**
+   * IPv6 endpoints only (IPV6_V6ONLY). False: a dual-stack endpoint, as Linux sockets are by
+   * default — bound to `::` it also receives IPv4 datagrams (sender reported as ::ffff:a.b.c.d),
+   * it can send to ::ffff:a.b.c.d addresses over IPv4, and its port conflicts with IPv4 binds.
+   * True: IPv6 only, and the port is free for IPv4 binds. Default false, like Linux
+   * (net.ipv6.bindv6only = 0).
+   */
+  v6Only?: boolean;
   /** Receive queue limit in bytes (see {@link UdpEndpoint.receiveBufferSize}). */
   receiveBufferSize?: number;
 }
@@ -62,7 +92,6 @@ export const UDP_DEFAULT_RECEIVE_BUFFER = 212_992;
  */
 export class UdpEndpoint {
   readonly family: 4 | 6;
-  readonly reuseAddr: boolean;
   readonly stats: Counters<UdpEndpointCounter> = createCounters(UDP_ENDPOINT_COUNTERS);
   /**
    * Called once after an inbound batch in which datagrams were queued for this endpoint (not
@@ -89,6 +118,10 @@ export class UdpEndpoint {
   /** @internal */ ttl: number | undefined = undefined;
   /** @internal */ tos: number | undefined = undefined;
   /** @internal */ broadcast = false;
+  /** @internal SO_REUSEADDR. */ reuseAddr_ = false;
+  /** @internal SO_REUSEPORT. */ reusePort_ = false;
+  /** @internal IPV6_V6ONLY (IPv6 endpoints). */ v6Only_ = false;
+  /** @internal SO_BINDTODEVICE: the NIC id, 0 for none. */ deviceId = 0;
   /** @internal */ closed = false;
   /** @internal Queued for this batch's flush. */
   dirty = false;
@@ -110,8 +143,86 @@ export class UdpEndpoint {
     options: UdpEndpointOptions,
   ) {
     this.family = family;
-    this.reuseAddr = options.reuseAddr === true;
+    this.reuseAddr_ = options.reuseAddr === true;
+    this.reusePort_ = options.reusePort === true;
+    if (options.v6Only !== undefined && family !== 6) throw errnoError('EINVAL', 'createEndpoint', 'v6Only is for IPv6 endpoints');
+    this.v6Only_ = family === 6 && options.v6Only === true;
     this.rcvbuf = checkBufferSize(options.receiveBufferSize ?? proto.defaultReceiveBufferSize, 'createEndpoint');
+  }
+
+  /** SO_REUSEADDR (see {@link UdpEndpointOptions.reuseAddr}). */
+  get reuseAddr(): boolean {
+    return this.reuseAddr_;
+  }
+
+  /** SO_REUSEPORT (see {@link UdpEndpointOptions.reusePort}). */
+  get reusePort(): boolean {
+    return this.reusePort_;
+  }
+
+  /** IPV6_V6ONLY (see {@link UdpEndpointOptions.v6Only}); always false for IPv4 endpoints. */
+  get v6Only(): boolean {
+    return this.v6Only_;
+  }
+
+  /**
+   * Sets SO_REUSEADDR. As on Linux it may change after bind: it is read when another endpoint
+   * binds an overlapping address and port, so it matters to later binds only.
+   */
+  setReuseAddr(on: boolean): void {
+    this.assertOpen('setsockopt');
+    this.reuseAddr_ = on;
+  }
+
+  /** Sets SO_REUSEPORT; like {@link setReuseAddr}, it matters to later binds (and to the demux). */
+  setReusePort(on: boolean): void {
+    this.assertOpen('setsockopt');
+    this.reusePort_ = on;
+  }
+
+  /** Sets IPV6_V6ONLY. EINVAL on an IPv4 endpoint or once bound (as Linux). */
+  setV6Only(on: boolean): void {
+    this.assertOpen('setsockopt');
+    if (this.family !== 6) throw errnoError('EINVAL', 'setsockopt', 'IPV6_V6ONLY on an IPv4 endpoint');
+    if (this.local !== null) throw errnoError('EINVAL', 'setsockopt', 'IPV6_V6ONLY after bind');
+    this.v6Only_ = on;
+  }
+
+  /**
+   * SO_BINDTODEVICE: with a NIC id, only datagrams that arrived on that NIC are received and
+   * sends are routed through it (a connected endpoint re-resolves its route); 0 or null undoes
+   * it. Endpoints bound to different NICs may share an address and port.
+   */
+  bindToDevice(nicId: number | null): void {
+    this.assertOpen('setsockopt');
+    const id = nicId ?? 0;
+    if (!Number.isInteger(id) || id < 0) throw errnoError('EINVAL', 'setsockopt', `NIC id ${String(nicId)}`);
+    if (id === this.deviceId) return;
+    const old = this.deviceId;
+    this.deviceId = id;
+    if (this.remote !== null) {
+      try {
+        this.route = this.routeTo(this.remote, this.localSpecific, 'setsockopt', this.remotePort_);
+      } catch (e) {
+        this.deviceId = old; // a failure leaves the endpoint as it was
+        throw e;
+      }
+    }
+  }
+
+  /** The NIC id set by {@link bindToDevice}, 0 when none. */
+  get boundDevice(): number {
+    return this.deviceId;
+  }
+
+  /**
+   * The path MTU towards the connected peer (IP_MTU): the route's link MTU, lowered by what
+   * ICMP taught the network layer. ENOTCONN when not connected, as on Linux.
+   */
+  get pathMtu(): number {
+    this.assertOpen('getsockopt');
+    if (this.route === null) throw errnoError('ENOTCONN', 'getsockopt', 'IP_MTU needs a connected socket');
+    return this.route.network.pathMtu(this.route);
   }
 
   /** Local address (the any-address for a wildcard bind), or null before binding. */
@@ -172,7 +283,11 @@ export class UdpEndpoint {
     let addr = address == null ? this.anyAddress() : toAddress(address, 'bind');
     if (addr.family !== this.family) throw errnoError('EAFNOSUPPORT', 'bind', `${addr.toString()} on an IPv${this.family} endpoint`);
     if (addr.isUnspecified) addr = this.anyAddress();
-    else if (!this.proto.ctx.isLocalAddress(addr)) throw errnoError('EADDRNOTAVAIL', 'bind', addr.toString());
+    else if (addr.isV4Mapped) {
+      // An IPv4 address of ours in IPv4-mapped form: the endpoint then serves IPv4 only.
+      if (this.v6Only_) throw errnoError('EINVAL', 'bind', `${addr.toString()} on an IPV6_V6ONLY endpoint`);
+      if (!this.proto.ctx.isLocalAddress(addr.unmapV4())) throw errnoError('EADDRNOTAVAIL', 'bind', addr.toString());
+    } else if (!this.proto.ctx.isLocalAddress(addr)) throw errnoError('EADDRNOTAVAIL', 'bind', addr.toString());
     this.proto.bindEndpoint(this, addr, p);
     this.addressFromBind = this.localSpecific;
   }
@@ -190,13 +305,13 @@ export class UdpEndpoint {
     if (!Number.isInteger(port) || port < 1 || port > 0xffff) throw errnoError('EINVAL', 'connect', `port ${String(port)}`);
     if (addr.isUnspecified) throw errnoError('EINVAL', 'connect', addr.toString());
     // A previous connect() may have fixed the local address; route from the bound one.
-    const from = this.addressFromBind ? this.local : null;
-    const route = this.proto.resolveRoute(addr, from, 'connect', port);
+    const route = this.routeTo(addr, this.addressFromBind, 'connect', port);
     // Linux ip4_datagram_connect: a broadcast peer needs SO_BROADCAST.
     if (route.broadcast && !this.broadcast) throw errnoError('EACCES', 'connect', `${addr.toString()} is a broadcast address`);
     if (this.local === null) this.proto.bindEndpoint(this, this.anyAddress(), 0);
     if (!this.addressFromBind) {
-      this.local = route.local;
+      // A dual-stack endpoint talking IPv4 keeps its addresses in IPv4-mapped form.
+      this.local = this.family === 6 ? route.local.toV4Mapped() : route.local;
       this.localSpecific = true;
     }
     this.remote = addr;
@@ -252,13 +367,15 @@ export class UdpEndpoint {
       if (this.remote !== null && port === this.remotePort_ && addr.equals(this.remote)) {
         route = this.route!;
       } else {
-        route = this.proto.resolveRoute(addr, this.localSpecific ? this.local : null, 'send', port);
+        route = this.routeTo(addr, this.localSpecific, 'send', port);
         if (route.broadcast && !this.broadcast) throw errnoError('EACCES', 'send', `${addr.toString()} is a broadcast address`);
       }
     }
     if (params !== undefined) {
       if (params.ttl !== undefined) checkByte(params.ttl, 1, 'ttl');
       if (params.tos !== undefined) checkByte(params.tos, 0, 'tos');
+      const m = params.pmtuDiscovery;
+      if (m !== undefined && m !== 'dont' && m !== 'want' && m !== 'do') throw errnoError('EINVAL', 'send', `pmtuDiscovery ${String(m)}`);
     }
     if (this.local === null) this.proto.bindEndpoint(this, this.anyAddress(), 0);
     this.proto.transmit(this, route, dport, data, params);
@@ -312,6 +429,29 @@ export class UdpEndpoint {
     this.pendingError = null;
     this.onReadable = null;
     this.onError = null;
+  }
+
+  /**
+   * The route to `addr` from the bound local address (when `fromLocal`) through the bound NIC.
+   * On an IPv6 endpoint an IPv4-mapped destination is reached over IPv4 (RFC 4038 §4.2); that
+   * needs a dual-stack endpoint not bound to a native IPv6 address (ENETUNREACH otherwise, as
+   * Linux for IPV6_V6ONLY), and a native destination needs one not bound IPv4-mapped.
+   */
+  private routeTo(addr: IPAddress, fromLocal: boolean, syscall: string, port: number): Route {
+    let remote = addr;
+    let local = fromLocal ? this.local : null;
+    if (this.family === 6) {
+      const localMapped = local !== null && local.isV4Mapped;
+      if (addr.isV4Mapped) {
+        if (this.v6Only_) throw errnoError('ENETUNREACH', syscall, `${addr.toString()} from an IPV6_V6ONLY endpoint`);
+        if (local !== null && !localMapped) throw errnoError('ENETUNREACH', syscall, `${addr.toString()} from ${local.toString()}`);
+        remote = addr.unmapV4();
+        if (local !== null) local = local.unmapV4();
+      } else if (localMapped) {
+        throw errnoError('ENETUNREACH', syscall, `${addr.toString()} from ${local!.toString()}`);
+      }
+    }
+    return this.proto.resolveRoute(remote, local, syscall, port, this.deviceId === 0 ? undefined : this.deviceId);
   }
 
   private anyAddress(): IPAddress {

@@ -86,7 +86,14 @@ export class UDPProtocol implements TransportProtocol {
   private dirty: UdpEndpoint[] = [];
   private spareDirty: UdpEndpoint[] = [];
   /** Reused for every send: no allocation per datagram. */
-  private readonly writeParams: WriteParams = { ttl: undefined, tos: undefined };
+  private readonly writeParams: WriteParams = { ttl: undefined, tos: undefined, dontFragment: undefined };
+  /** Bound dual-stack IPv6 endpoints (IPv4 demux looks at IPv6 ports only when there are some). */
+  private dualStack = 0;
+  /** Keys the SO_REUSEPORT flow hash. */
+  private readonly hashKey: number;
+  /** One-entry caches of the IPv4-mapped forms of the last sender / destination. */
+  private readonly mappedSrc = new MappedCache();
+  private readonly mappedDst = new MappedCache();
   private closed = false;
 
   constructor(
@@ -97,6 +104,7 @@ export class UDPProtocol implements TransportProtocol {
     this.defaultReceiveBufferSize = o.receiveBufferSize;
     this.portLow = o.ephemeralPorts[0];
     this.portHigh = o.ephemeralPorts[1];
+    this.hashKey = ctx.random.uint32() | 0;
   }
 
   /** Creates an unbound endpoint. Throws EAFNOSUPPORT when the stack lacks the family. */
@@ -143,7 +151,10 @@ export class UDPProtocol implements TransportProtocol {
     }
     const srcPort = (buf[off]! << 8) | buf[off + 1]!;
     const dstPort = (buf[off + 2]! << 8) | buf[off + 3]!;
-    const list = this.ports[info.network.version === 4 ? 0 : 1].get(dstPort);
+    const v4 = info.network.version === 4;
+    const list = this.ports[v4 ? 0 : 1].get(dstPort);
+    // Dual-stack IPv6 endpoints on the same port take IPv4 datagrams too (RFC 4038 §4.2).
+    const list6 = v4 && this.dualStack > 0 ? this.ports[1].get(dstPort) : undefined;
     const data = buf.subarray(off + UDP_HEADER_LENGTH, off + len);
     if (info.broadcast) {
       // Broadcast and multicast go to every matching endpoint, each with its own copy.
@@ -157,36 +168,100 @@ export class UDPProtocol implements TransportProtocol {
           n++;
         }
       }
+      if (list6 !== undefined) {
+        for (let i = 0; i < list6.length; i++) {
+          const ep = list6[i]!;
+          if (matchScoreMapped(ep, info, srcPort) < 0) continue;
+          this.enqueue(ep, n === 0 ? data : new Uint8Array(data), info, srcPort);
+          n++;
+        }
+      }
       if (n === 0) {
         st.BroadcastNoPort++;
         return DeliverResult.PortUnreachable;
       }
       return DeliverResult.Delivered;
     }
-    // Unicast: the best match wins — connected (4-tuple) over a specific local address over the
-    // wildcard; among equals the most recently bound (list order).
+    // Unicast: the best match wins — connected (4-tuple) over a specific local address or NIC
+    // over the wildcard, an endpoint of the packet's own family over a dual-stack one; among
+    // equals a SO_REUSEPORT group shares by flow hash, else the most recently bound (list order).
     let best: UdpEndpoint | undefined;
     let bestScore = -1;
+    let group = 0;
     if (list !== undefined) {
       for (let i = 0; i < list.length; i++) {
         const ep = list[i]!;
-        const s = matchScore(ep, info, srcPort);
+        const m = matchScore(ep, info, srcPort);
+        if (m < 0) continue;
+        const s = 2 * m + 1;
         if (s > bestScore) {
           best = ep;
           bestScore = s;
-          if (s === 3) break;
-        }
+          group = ep.reusePort_ ? 1 : 0;
+        } else if (s === bestScore && ep.reusePort_ && best!.reusePort_) group++;
+      }
+    }
+    if (list6 !== undefined) {
+      for (let i = 0; i < list6.length; i++) {
+        const ep = list6[i]!;
+        const m = matchScoreMapped(ep, info, srcPort);
+        if (m < 0) continue;
+        const s = 2 * m;
+        if (s > bestScore) {
+          best = ep;
+          bestScore = s;
+          group = ep.reusePort_ ? 1 : 0;
+        } else if (s === bestScore && ep.reusePort_ && best!.reusePort_) group++;
       }
     }
     if (best === undefined) {
       st.UnknownPortErrors++;
       return DeliverResult.PortUnreachable;
     }
+    if (group > 1) best = this.pickReusePort(info, srcPort, bestScore, group, list, list6);
     this.enqueue(best, data, info, srcPort);
     return DeliverResult.Delivered;
   }
 
+  /**
+   * SO_REUSEPORT: the member of the best-scoring group of `group` endpoints that the flow
+   * (source address, source port) hashes to, so one flow always reaches the same endpoint while
+   * the group is unchanged. The hash is keyed per stack (from its Random), so peers cannot aim
+   * flows at one member.
+   */
+  private pickReusePort(info: NetworkPacketInfo, srcPort: number, score: number, group: number, list: UdpEndpoint[] | undefined, list6: UdpEndpoint[] | undefined): UdpEndpoint {
+    const b = info.src.bytes;
+    let h = this.hashKey ^ srcPort;
+    for (let i = 0; i < b.length; i += 4) {
+      h = Math.imul(h ^ ((b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!), 0x9e3779b1);
+      h ^= h >>> 15;
+    }
+    h = Math.imul(h ^ (h >>> 13), 0x85ebca77);
+    h ^= h >>> 16;
+    let k = (h >>> 0) % group;
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        const ep = list[i]!;
+        if (!ep.reusePort_) continue;
+        const m = matchScore(ep, info, srcPort);
+        if (m >= 0 && 2 * m + 1 === score && k-- === 0) return ep;
+      }
+    }
+    if (list6 !== undefined) {
+      for (let i = 0; i < list6.length; i++) {
+        const ep = list6[i]!;
+        if (!ep.reusePort_) continue;
+        const m = matchScoreMapped(ep, info, srcPort);
+        if (m >= 0 && 2 * m === score && k-- === 0) return ep;
+      }
+    }
+    /* c8 ignore next */
+    throw new Error('unreachable: reuseport group changed during the demux');
+  }
+
   private enqueue(ep: UdpEndpoint, data: Uint8Array, info: NetworkPacketInfo, srcPort: number): void {
+    // An IPv4 datagram for an IPv6 (dual-stack) endpoint: addresses in IPv4-mapped form.
+    const mapped = ep.family !== info.network.version;
     const cost = data.length + UDP_DATAGRAM_OVERHEAD;
     // Like Linux (__udp_enqueue_schedule_skb), an empty queue takes one datagram of any size.
     if (ep.queuedBytes > 0 && ep.queuedBytes + cost > ep.receiveBufferSize) {
@@ -198,7 +273,15 @@ export class UDPProtocol implements TransportProtocol {
     // datagram (a link that reads many packets into one slab), keep a copy instead, so that the
     // receive-buffer limit bounds the memory really held.
     const kept = data.buffer.byteLength > COPYBREAK_FACTOR * data.length + COPYBREAK_SLACK ? new Uint8Array(data) : data;
-    const d: UdpDatagram = { data: kept, address: info.src, port: srcPort, ttl: info.ttl, tos: info.tos, broadcast: info.broadcast };
+    const d: UdpDatagram = {
+      data: kept,
+      address: mapped ? this.mappedSrc.map(info.src) : info.src,
+      port: srcPort,
+      localAddress: mapped ? this.mappedDst.map(info.dst) : info.dst,
+      ttl: info.ttl,
+      tos: info.tos,
+      broadcast: info.broadcast,
+    };
     ep.queue.push(d);
     ep.queuedBytes += cost;
     ep.stats.PacketsReceived++;
@@ -260,29 +343,25 @@ export class UDPProtocol implements TransportProtocol {
     // The quoted header is one we sent: its source port is ours, its destination the peer's.
     const ourPort = (h[0]! << 8) | h[1]!;
     const peerPort = (h[2]! << 8) | h[3]!;
-    const list = this.ports[msg.network.version === 4 ? 0 : 1].get(ourPort);
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) {
-        const ep = list[i]!;
-        if (ep.remote === null || ep.remotePort_ !== peerPort || !ep.remote.equals(msg.dst)) continue;
-        if (ep.localSpecific && !ep.local!.equals(msg.src)) continue;
-        // Like Linux without IP_RECVERR: only connected endpoints hear of ICMP errors; the error
-        // waits as SO_ERROR for the next send and is reported through onError after this batch.
-        ep.pendingError = new UsernetError(msg.error, 'send', `ICMP type ${msg.type} code ${msg.code} from ${msg.dst.toString()}:${peerPort}`);
-        ep.errorToReport = true;
-        this.markDirty(ep);
-        return;
-      }
+    const v4 = msg.network.version === 4;
+    const ep = findConnected(this.ports[v4 ? 0 : 1].get(ourPort), msg, peerPort, false) ?? (v4 ? findConnected(this.ports[1].get(ourPort), msg, peerPort, true) : undefined);
+    if (ep === undefined) {
+      st.ControlMessagesIgnored++;
+      return;
     }
-    st.ControlMessagesIgnored++;
+    // Like Linux without IP_RECVERR: only connected endpoints hear of ICMP errors; the error
+    // waits as SO_ERROR for the next send and is reported through onError after this batch.
+    ep.pendingError = new UsernetError(msg.error, 'send', `ICMP type ${msg.type} code ${msg.code} from ${msg.dst.toString()}:${peerPort}`);
+    ep.errorToReport = true;
+    this.markDirty(ep);
   }
 
   // -- Send -----------------------------------------------------------------------------------
 
   /** @internal Finds a route, reporting errors as `syscall` failures. */
-  resolveRoute(remote: IPAddress, local: IPAddress | null, syscall: string, port: number): Route {
+  resolveRoute(remote: IPAddress, local: IPAddress | null, syscall: string, port: number, nicId?: number): Route {
     try {
-      return this.ctx.findRoute(remote, local);
+      return this.ctx.findRoute(remote, local, nicId);
     } catch (e) {
       if (e instanceof UsernetError) throw errnoError(e.code, syscall, `${remote.toString()}:${port}`);
       throw e;
@@ -315,6 +394,13 @@ export class UDPProtocol implements TransportProtocol {
     const wp = this.writeParams;
     wp.ttl = params?.ttl ?? ep.ttl;
     wp.tos = params?.tos ?? ep.tos;
+    const pmtud = params?.pmtuDiscovery;
+    if (pmtud === 'do') wp.dontFragment = true;
+    else if (pmtud === 'want') {
+      // Linux IP_PMTUDISC_WANT: DF on what fits the path MTU (RFC 1191 §3), local fragments otherwise.
+      const ipHeader = net.version === 4 ? 20 : 40;
+      wp.dontFragment = udpLength + ipHeader <= net.pathMtu(route);
+    } else wp.dontFragment = undefined;
     try {
       net.writePacket(route, UDP_PROTOCOL_NUMBER, pkt, wp);
     } catch (e) {
@@ -329,42 +415,43 @@ export class UDPProtocol implements TransportProtocol {
 
   // -- Port table -----------------------------------------------------------------------------
 
-  /** @internal Binds `ep` to `addr` (possibly the any-address) and `port` (0: ephemeral). */
+  /**
+   * @internal Binds `ep` to `addr` (possibly the any-address) and `port` (0: ephemeral).
+   * Conflicts follow Linux: two endpoints clash when the addresses they receive on overlap (a
+   * dual-stack IPv6 endpoint on `::` overlaps every IPv4 bind of the port; an IPV6_V6ONLY one
+   * none), their NICs (SO_BINDTODEVICE) are not different, and they do not both set reuseAddr or
+   * both set reusePort.
+   */
   bindEndpoint(ep: UdpEndpoint, addr: IPAddress, port: number): void {
-    const table = this.ports[ep.family === 4 ? 0 : 1];
+    const own = this.ports[ep.family === 4 ? 0 : 1];
+    const other = this.ports[ep.family === 4 ? 1 : 0];
     const specific = !addr.isUnspecified;
     let p = port;
     if (p === 0) {
       // Random start, then linear probe (like Linux's ip_local_port_range selection); a port is
-      // taken only when no endpoint of the family holds it, so autobound ports are never shared.
+      // taken only when no endpoint of the family holds it (nor an overlapping one of the other
+      // family), so autobound ports are never shared.
       const span = this.portHigh - this.portLow + 1;
       const start = this.ctx.random.uint32() % span;
       p = -1;
       for (let i = 0; i < span; i++) {
         const cand = this.portLow + ((start + i) % span);
-        if (!table.has(cand)) {
+        if (!own.has(cand) && findConflict(ep, addr, other.get(cand), true) === undefined) {
           p = cand;
           break;
         }
       }
       if (p < 0) throw errnoError('EADDRINUSE', 'bind', `no free port in ${this.portLow}-${this.portHigh}`);
-    } else {
-      const list = table.get(p);
-      if (list !== undefined) {
-        for (const other of list) {
-          const overlap = !specific || !other.localSpecific || other.local!.equals(addr);
-          if (overlap && !(ep.reuseAddr && other.reuseAddr)) {
-            throw errnoError('EADDRINUSE', 'bind', `${addr.toString()}:${p}`);
-          }
-        }
-      }
+    } else if (findConflict(ep, addr, own.get(p), false) !== undefined || findConflict(ep, addr, other.get(p), false) !== undefined) {
+      throw errnoError('EADDRINUSE', 'bind', `${addr.toString()}:${p}`);
     }
-    let list = table.get(p);
+    let list = own.get(p);
     if (list === undefined) {
       list = [];
-      table.set(p, list);
+      own.set(p, list);
     }
     list.unshift(ep);
+    if (ep.family === 6 && !ep.v6Only_) this.dualStack++;
     ep.local = addr;
     ep.localSpecific = specific;
     ep.localPort_ = p;
@@ -377,7 +464,10 @@ export class UDPProtocol implements TransportProtocol {
     const list = table.get(ep.localPort_);
     if (list !== undefined) {
       const i = list.indexOf(ep);
-      if (i >= 0) list.splice(i, 1);
+      if (i >= 0) {
+        list.splice(i, 1);
+        if (ep.family === 6 && !ep.v6Only_) this.dualStack--;
+      }
       if (list.length === 0) table.delete(ep.localPort_);
     }
   }
@@ -401,8 +491,9 @@ export class UDPProtocol implements TransportProtocol {
 }
 
 /**
- * How well `ep` matches an inbound datagram: -1 no match; otherwise 1 point for a specific
- * local address and 2 for a connected peer (so connected 4-tuple > specific > wildcard).
+ * How well `ep` matches an inbound datagram of its own family: -1 no match; otherwise 1 point
+ * for a specific local address, 1 for a bound NIC and 2 for a connected peer (so connected
+ * 4-tuple > specific > wildcard, like Linux's compute_score).
  */
 function matchScore(ep: UdpEndpoint, info: NetworkPacketInfo, srcPort: number): number {
   let s = 0;
@@ -410,11 +501,114 @@ function matchScore(ep: UdpEndpoint, info: NetworkPacketInfo, srcPort: number): 
     if (!ep.local!.equals(info.dst)) return -1;
     s = 1;
   }
+  if (ep.deviceId !== 0) {
+    if (ep.deviceId !== info.nic.id) return -1;
+    s++;
+  }
   if (ep.remote !== null) {
     if (ep.remotePort_ !== srcPort || !ep.remote.equals(info.src)) return -1;
     s += 2;
   }
   return s;
+}
+
+/**
+ * {@link matchScore} of an IPv6 endpoint for an IPv4 datagram: only a dual-stack endpoint on
+ * `::` or on an IPv4-mapped address matches, comparing IPv4-mapped forms (RFC 4291 §2.5.5.2).
+ */
+function matchScoreMapped(ep: UdpEndpoint, info: NetworkPacketInfo, srcPort: number): number {
+  if (ep.v6Only_) return -1;
+  let s = 0;
+  if (ep.localSpecific) {
+    const l = ep.local!;
+    if (!l.isV4Mapped || !info.dst.equalsBytes(l.bytes, 12)) return -1;
+    s = 1;
+  }
+  if (ep.deviceId !== 0) {
+    if (ep.deviceId !== info.nic.id) return -1;
+    s++;
+  }
+  const r = ep.remote;
+  if (r !== null) {
+    if (ep.remotePort_ !== srcPort || !r.isV4Mapped || !info.src.equalsBytes(r.bytes, 12)) return -1;
+    s += 2;
+  }
+  return s;
+}
+
+/** The connected endpoint of `list` an ICMP error is about (IPv4 errors for IPv6 endpoints when `mapped`). */
+function findConnected(list: UdpEndpoint[] | undefined, msg: ControlMessage, peerPort: number, mapped: boolean): UdpEndpoint | undefined {
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const ep = list[i]!;
+    const r = ep.remote;
+    if (r === null || ep.remotePort_ !== peerPort) continue;
+    if (mapped) {
+      if (ep.v6Only_ || !r.isV4Mapped || !msg.dst.equalsBytes(r.bytes, 12)) continue;
+      if (ep.localSpecific && !msg.src.equalsBytes(ep.local!.bytes, 12)) continue;
+    } else {
+      if (!r.equals(msg.dst)) continue;
+      if (ep.localSpecific && !ep.local!.equals(msg.src)) continue;
+    }
+    return ep;
+  }
+  return undefined;
+}
+
+/**
+ * What an endpoint bound to `addr` receives on, for one IP version: null nothing, '*' every
+ * address, else the address's key (IPv4-mapped binds count as the IPv4 address).
+ */
+function coverage(ep: UdpEndpoint, addr: IPAddress, version: 4 | 6): string | null {
+  if (ep.family === 4) {
+    if (version === 6) return null;
+    return addr.isUnspecified ? '*' : addr.key;
+  }
+  if (version === 6) {
+    if (addr.isUnspecified) return '*';
+    return addr.isV4Mapped ? null : addr.key;
+  }
+  if (ep.v6Only_) return null;
+  if (addr.isUnspecified) return '*';
+  return addr.isV4Mapped ? addr.key.slice(12) : null;
+}
+
+function overlaps(a: string | null, b: string | null): boolean {
+  return a !== null && b !== null && (a === '*' || b === '*' || a === b);
+}
+
+/**
+ * The endpoint of `list` that `ep` binding `addr` would clash with (ignoring reuseAddr and
+ * reusePort when `strict`), if any.
+ */
+function findConflict(ep: UdpEndpoint, addr: IPAddress, list: UdpEndpoint[] | undefined, strict: boolean): UdpEndpoint | undefined {
+  if (list === undefined) return undefined;
+  const a4 = coverage(ep, addr, 4);
+  const a6 = coverage(ep, addr, 6);
+  for (let i = 0; i < list.length; i++) {
+    const o = list[i]!;
+    if (o === ep) continue;
+    const l = o.local!;
+    if (!overlaps(a4, coverage(o, l, 4)) && !overlaps(a6, coverage(o, l, 6))) continue;
+    if (ep.deviceId !== 0 && o.deviceId !== 0 && ep.deviceId !== o.deviceId) continue;
+    if (!strict && ((ep.reuseAddr_ && o.reuseAddr_) || (ep.reusePort_ && o.reusePort_))) continue;
+    return o;
+  }
+  return undefined;
+}
+
+/** A one-entry cache of an IPv4 address's IPv4-mapped form (a flow repeats its addresses). */
+class MappedCache {
+  private from: IPAddress | null = null;
+  private to: IPAddress | null = null;
+
+  map(a: IPAddress): IPAddress {
+    if (this.from !== null && this.from.key === a.key) return this.to!;
+    const m = a.toV4Mapped();
+    this.from = a;
+    this.to = m;
+    return m;
+  }
 }
 
 /** The UDP plugin: `createStack({ network: [ipv4()], transport: [udp()] })`. */

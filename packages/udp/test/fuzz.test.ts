@@ -13,7 +13,7 @@ function setup() {
   const eps: UdpEndpoint[] = [];
   // Port 7 wildcard on both families, plus a connected endpoint on 8: mutated datagrams reach them.
   for (const family of [4, 6] as const) {
-    const ep = h.udp.createEndpoint({ family });
+    const ep = h.udp.createEndpoint(family === 6 ? { family, v6Only: true } : { family });
     ep.bind(undefined, 7);
     eps.push(ep);
   }

@@ -83,8 +83,8 @@ describe('bind', () => {
     expect(code(() => h.udp.createEndpoint().bind(undefined, 55))).toBe('EADDRINUSE');
     h.udp.createEndpoint({ reuseAddr: true }).bind(undefined, 55);
     // IPv4 and IPv6 have separate port spaces.
-    h.udp.createEndpoint({ family: 6 }).bind('::', 53);
-    expect(code(() => h.udp.createEndpoint({ family: 6 }).bind('fd00::1', 53))).toBe('EADDRINUSE');
+    h.udp.createEndpoint({ family: 6, v6Only: true }).bind('::', 53);
+    expect(code(() => h.udp.createEndpoint({ family: 6, v6Only: true }).bind('fd00::1', 53))).toBe('EADDRINUSE');
   });
 
   it('never hands out an ephemeral port that is taken, and fails when the range is exhausted', () => {
@@ -221,7 +221,7 @@ describe('send', () => {
 
   it('sends over IPv6 with the IPv6 pseudo-header', () => {
     const h = harness();
-    const ep = h.udp.createEndpoint({ family: 6 });
+    const ep = h.udp.createEndpoint({ family: 6, v6Only: true });
     ep.send(text('six'), 4242, 'fd00::99');
     const w = h.net6.written[0]!;
     expect(w.route.local.toString()).toBe('fd00::1');
@@ -437,7 +437,7 @@ describe('receive', () => {
     const h = harness();
     const ep4 = h.udp.createEndpoint();
     ep4.bind(undefined, 9);
-    const ep6 = h.udp.createEndpoint({ family: 6 });
+    const ep6 = h.udp.createEndpoint({ family: 6, v6Only: true });
     ep6.bind(undefined, 9);
     const v4 = { src: '198.18.0.9', dst: '198.18.0.1', srcPort: 1, dstPort: 9, payload: bytes(1, 2, 3) };
     const v6 = { src: 'fd00::9', dst: 'fd00::1', srcPort: 1, dstPort: 9, payload: bytes(4, 5, 6) };
@@ -531,7 +531,7 @@ describe('protocol', () => {
     const h = harness();
     const a = h.udp.createEndpoint();
     a.bind(undefined, 1);
-    const b = h.udp.createEndpoint({ family: 6 });
+    const b = h.udp.createEndpoint({ family: 6, v6Only: true });
     b.connect('fd00::2', 3);
     expect(h.udp.boundEndpoints).toBe(2);
     h.stack.close();
