@@ -10,8 +10,10 @@ counts (discards) UDP and TCP on port 9, and serves HTTP on port 80 (GET /bytes/
 N bytes, byte i being i % 251). Needs root (or CAP_NET_ADMIN) to open the device.
 
   --tun NAME         TUN interface name (<= 15 chars); the kernel picks one when omitted
-  --address CIDR     the stack's own address, like 198.18.0.2/24 (repeatable, required)
-  --peer CIDR        the kernel side's address on the TUN, like 198.18.0.1/24 (repeatable)
+  --address CIDR     the stack's own address, like 198.18.0.2/24 or fd00::2/64 (repeatable,
+                     required; IPv4 and IPv6 side by side)
+  --peer CIDR        the kernel side's address on the TUN, like 198.18.0.1/24 or fd00::1/64
+                     (repeatable)
   --mtu N            link MTU, 68..65535 (default 1500)
   --no-offload       no virtio-net header: no checksum offload, no TSO/USO
   --cc NAME          TCP congestion control: reno (default) or cubic
@@ -20,24 +22,23 @@ N bytes, byte i being i % 251). Needs root (or CAP_NET_ADMIN) to open the device
   -h, --help         show this help
 
 Prints one line "ready" on stdout once serving. SIGUSR1 prints the counters as one JSON
-line; SIGINT / SIGTERM print them and exit 0. IPv4 only for now: IPv6 arrives with the
-ipv6 package.
+line; SIGINT / SIGTERM print them and exit 0. With an IPv6 address the services listen
+dual-stack on :: (IPv4 peers appear as ::ffff:a.b.c.d), and ping -6 is answered.
 `;
 
 export type ParsedArgs = { kind: 'help' } | { kind: 'error'; message: string } | { kind: 'run'; options: HostOptions };
 
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 
-/** Checks one `--address` / `--peer` value: an IPv4 address with an explicit prefix length. */
+/** Checks one `--address` / `--peer` value: an IPv4 or IPv6 address with an explicit prefix length. */
 function checkCidr(flag: string, value: string): string | null {
   if (!value.includes('/')) return `--${flag} ${value}: give a prefix length, like ${value}/24`;
   let s: Subnet;
   try {
     s = Subnet.parse(value);
   } catch {
-    return `--${flag} ${value}: not an address with a prefix length (like 198.18.0.2/24)`;
+    return `--${flag} ${value}: not an address with a prefix length (like 198.18.0.2/24 or fd00::2/64)`;
   }
-  if (s.family === 6) return `--${flag} ${value}: IPv6 is not supported yet (IPv6 arrives with the ipv6 package)`;
   if (s.address.isUnspecified || s.address.isMulticast || s.address.isLimitedBroadcast) return `--${flag} ${value}: not a unicast address`;
   return null;
 }

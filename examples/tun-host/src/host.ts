@@ -1,6 +1,7 @@
 import type { Counters, Stack } from '@usernet/stack';
 import { createStack, errnoError, Subnet } from '@usernet/stack';
 import { ipv4 } from '@usernet/ipv4';
+import { ipv6 } from '@usernet/ipv6';
 import type { UdpEndpoint, UDPProtocol } from '@usernet/udp';
 import { udp } from '@usernet/udp';
 import type { TcpListener, TCPProtocol } from '@usernet/tcp';
@@ -17,9 +18,9 @@ import { httpService, newHttpCounters, newTcpServiceCounters, tcpDiscard, tcpEch
 export interface HostOptions {
   /** TUN interface name (<= 15 characters); the kernel picks one when omitted. */
   tun?: string;
-  /** The stack's own addresses, like `198.18.0.2/24` (IPv4 only for now). At least one. */
+  /** The stack's own addresses, like `198.18.0.2/24` or `fd00::2/64`. At least one. */
   addresses: readonly string[];
-  /** The kernel side's addresses on the TUN, like `198.18.0.1/24`. */
+  /** The kernel side's addresses on the TUN, like `198.18.0.1/24` or `fd00::1/64`. */
   peers?: readonly string[];
   /** Link MTU (68..65535). Default 1500. */
   mtu?: number;
@@ -93,7 +94,7 @@ const DISCARD_RECEIVE_BUFFER = 8 * 1024 * 1024;
 /** Capture records are written at least this often (and at close). */
 const PCAP_FLUSH_MS = 1000;
 
-function parseIpv4Cidrs(list: readonly string[], what: string): Subnet[] {
+function parseCidrs(list: readonly string[], what: string): Subnet[] {
   return list.map((text) => {
     let s: Subnet;
     try {
@@ -101,7 +102,6 @@ function parseIpv4Cidrs(list: readonly string[], what: string): Subnet[] {
     } catch {
       throw errnoError('EINVAL', 'startHost', `${what} ${JSON.stringify(text)} is not an address with a prefix length`);
     }
-    if (s.family !== 4) throw errnoError('EAFNOSUPPORT', 'startHost', `${what} ${text}: IPv6 arrives with the ipv6 package`);
     return s;
   });
 }
@@ -126,9 +126,14 @@ function newServiceCounters(): ServiceCounters {
  * undoing what it did) when any step fails.
  */
 export function startHost(options: HostOptions): Host {
-  const addresses = parseIpv4Cidrs(options.addresses, 'address');
+  const addresses = parseCidrs(options.addresses, 'address');
   if (addresses.length === 0) throw errnoError('EINVAL', 'startHost', 'give at least one address');
-  const peers = parseIpv4Cidrs(options.peers ?? [], 'peer');
+  const peers = parseCidrs(options.peers ?? [], 'peer');
+  // With an IPv6 address the stack runs both families and every service listens dual-stack on
+  // `::` (IPV6_V6ONLY off, like Linux's default): one socket serves IPv4 and IPv6 peers.
+  const dual = addresses.some((a) => a.family === 6) || peers.some((p) => p.family === 6);
+  const anyAddress = dual ? '::' : '0.0.0.0';
+  const family = dual ? 6 : 4;
   const echoPort = checkPort(options.echoPort ?? 7, 'echo port');
   const discardPort = checkPort(options.discardPort ?? 9, 'discard port');
   const httpPort = checkPort(options.httpPort ?? 80, 'HTTP port');
@@ -143,7 +148,7 @@ export function startHost(options: HostOptions): Host {
       configureTun(tun.name, { addresses: peers.map((p) => p.toString()), mtu: tun.mtu, up: true });
     }
     if (options.pcap !== undefined) capture = withCapture(tun, { path: options.pcap });
-    stack = createStack({ network: [ipv4()], transport: [udp(), tcp({ congestionControl: [cubic()], defaultCongestionControl: cc })] });
+    stack = createStack({ network: dual ? [ipv4(), ipv6()] : [ipv4()], transport: [udp(), tcp({ congestionControl: [cubic()], defaultCongestionControl: cc })] });
     stack.addNic(capture ?? tun, { name: NIC_NAME });
     for (const a of addresses) stack.addAddress(NIC_NAME, a);
   } catch (e) {
@@ -177,8 +182,8 @@ export function startHost(options: HostOptions): Host {
 
   try {
     if (echoPort !== 0) {
-      const ep = proto.createEndpoint();
-      ep.bind('0.0.0.0', echoPort);
+      const ep = proto.createEndpoint({ family });
+      ep.bind(anyAddress, echoPort);
       ep.onReadable = () => {
         for (let d = ep.receive(); d !== null; d = ep.receive()) {
           echo.Datagrams++;
@@ -199,8 +204,8 @@ export function startHost(options: HostOptions): Host {
       endpoints.push(ep);
     }
     if (discardPort !== 0) {
-      const ep = proto.createEndpoint({ receiveBufferSize: DISCARD_RECEIVE_BUFFER });
-      ep.bind('0.0.0.0', discardPort);
+      const ep = proto.createEndpoint({ family, receiveBufferSize: DISCARD_RECEIVE_BUFFER });
+      ep.bind(anyAddress, discardPort);
       ep.onReadable = () => {
         for (let d = ep.receive(); d !== null; d = ep.receive()) {
           discard.Datagrams++;
@@ -209,10 +214,10 @@ export function startHost(options: HostOptions): Host {
       };
       endpoints.push(ep);
     }
-    if (echoPort !== 0) listeners.push(tcpEcho(tcpProto, echoPort, tcpCounters.echo));
-    if (discardPort !== 0) listeners.push(tcpDiscard(tcpProto, discardPort, tcpCounters.discard));
+    if (echoPort !== 0) listeners.push(tcpEcho(tcpProto, anyAddress, echoPort, tcpCounters.echo));
+    if (discardPort !== 0) listeners.push(tcpDiscard(tcpProto, anyAddress, discardPort, tcpCounters.discard));
     if (httpPort !== 0) {
-      const h = httpService(tcpProto, httpPort, tcpCounters.http);
+      const h = httpService(tcpProto, anyAddress, httpPort, tcpCounters.http);
       listeners.push(h.listener);
       httpServer = h.server;
     }

@@ -44,8 +44,8 @@ function acceptAll(l: TcpListener, serve: (c: TcpConnection) => void): void {
  * send buffer is full, reading stops (the receive window closes) until onWritable. The peer's
  * FIN is answered with ours once everything has been echoed.
  */
-export function tcpEcho(proto: TCPProtocol, port: number, counters: TcpServiceCounters): TcpListener {
-  const l = proto.listen({ port });
+export function tcpEcho(proto: TCPProtocol, address: string, port: number, counters: TcpServiceCounters): TcpListener {
+  const l = proto.listen({ address, port });
   acceptAll(l, (c) => {
     counters.Connections++;
     let pending: Uint8Array | null = null;
@@ -79,8 +79,8 @@ export function tcpEcho(proto: TCPProtocol, port: number, counters: TcpServiceCo
 }
 
 /** TCP discard (RFC 863): reads and counts; closes after the peer's FIN. */
-export function tcpDiscard(proto: TCPProtocol, port: number, counters: TcpServiceCounters): TcpListener {
-  const l = proto.listen({ port });
+export function tcpDiscard(proto: TCPProtocol, address: string, port: number, counters: TcpServiceCounters): TcpListener {
+  const l = proto.listen({ address, port });
   acceptAll(l, (c) => {
     counters.Connections++;
     c.onReadable = () => {
@@ -164,9 +164,9 @@ function handle(req: IncomingMessage, res: ServerResponse, counters: HttpCounter
  * wrapped in a {@link TcpStream} and handed to `http.Server` with `emit('connection')`. `/`
  * describes the service; `GET /bytes/N` answers N bytes where byte i is `i % 251`.
  */
-export function httpService(proto: TCPProtocol, port: number, counters: HttpCounters): { listener: TcpListener; server: Server } {
+export function httpService(proto: TCPProtocol, address: string, port: number, counters: HttpCounters): { listener: TcpListener; server: Server } {
   const server = createServer((req, res) => handle(req, res, counters));
-  const l = proto.listen({ port });
+  const l = proto.listen({ address, port });
   acceptAll(l, (c) => {
     counters.Connections++;
     const s = new TcpStream(c, { allowHalfOpen: true });

@@ -53,9 +53,14 @@ describe('parseHostArgs', () => {
     expect(() => startHost({ addresses: ['198.18.0.2/24'], cc: 'vegas' })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
   });
 
-  it('rejects IPv6 with a message naming the ipv6 package', () => {
-    expect(errorOf(['--address', 'fd00::2/64'])).toMatch(/IPv6 arrives with the ipv6 package/);
-    expect(errorOf(['--address', '198.18.0.2/24', '--peer', 'fd00::1/64'])).toMatch(/IPv6 arrives with the ipv6 package/);
+  it('takes IPv6 addresses beside IPv4 ones, and checks them the same way', () => {
+    expect(parseHostArgs(['--address', '198.18.0.2/24', '--address', 'fd00::2/64', '--peer', 'fd00::1/64'])).toMatchObject({
+      kind: 'run',
+      options: { addresses: ['198.18.0.2/24', 'fd00::2/64'], peers: ['fd00::1/64'] },
+    });
+    expect(errorOf(['--address', 'fd00::2'])).toMatch(/prefix length/);
+    expect(errorOf(['--address', 'ff02::1/64'])).toMatch(/not a unicast address/);
+    expect(errorOf(['--address', 'fd00::2/64', '--peer', 'fd00::2/64'])).toMatch(/the same address/);
   });
 
   it('rejects missing or malformed addresses', () => {
@@ -78,8 +83,8 @@ describe('parseHostArgs', () => {
 });
 
 describe('startHost', () => {
-  it('rejects IPv6 and empty address lists before opening any device', () => {
-    expect(() => startHost({ addresses: ['fd00::2/64'] })).toThrow(expect.objectContaining({ code: 'EAFNOSUPPORT' }));
+  it('rejects bad and empty address lists before opening any device', () => {
+    expect(() => startHost({ addresses: ['fd00::zz/64'] })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => startHost({ addresses: [] })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => startHost({ addresses: ['198.18.0.2/24'], echoPort: 70000 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
   });
@@ -99,7 +104,7 @@ describe('usernet-host (built CLI)', () => {
   });
 
   it('bad arguments: a message on stderr, nothing on stdout, exit 2', () => {
-    for (const args of [['--address', 'fd00::2/64'], ['--mtu', '10', '--address', '198.18.0.2/24'], ['--nope']]) {
+    for (const args of [['--address', 'fd00::2'], ['--mtu', '10', '--address', '198.18.0.2/24'], ['--nope']]) {
       const r = cli(args);
       expect(r.status).toBe(2);
       expect(r.stdout).toBe('');

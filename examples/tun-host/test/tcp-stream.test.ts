@@ -70,7 +70,7 @@ describe('TcpStream with node:http on both ends', () => {
   it('GET /bytes/N: N bytes of the i % 251 pattern, also to a slow reader (backpressure holds data in TCP)', async () => {
     const { client, server } = pair();
     const counters = newHttpCounters();
-    httpService(server, 80, counters);
+    httpService(server, '0.0.0.0', 80, counters);
     const fast = await get(client, '/bytes/3000000');
     expect(fast).toMatchObject({ status: 200, bytes: 3_000_000, sha256: patternHash(3_000_000) });
     const slow = await get(client, '/bytes/2000000', true);
@@ -82,7 +82,7 @@ describe('TcpStream with node:http on both ends', () => {
 
   it('answers 400 for a bad N and 404 for other paths; /bytes/0 is an empty 200', async () => {
     const { client, server } = pair();
-    httpService(server, 80, newHttpCounters());
+    httpService(server, '0.0.0.0', 80, newHttpCounters());
     expect((await get(client, '/bytes/abc')).status).toBe(400);
     expect((await get(client, `/bytes/${2 ** 40 + 1}`)).status).toBe(400);
     expect((await get(client, '/elsewhere')).status).toBe(404);
