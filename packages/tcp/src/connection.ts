@@ -6,7 +6,7 @@
  * One clock timer per connection: every deadline (RTO, delayed ACK, persist, keepalive,
  * FIN_WAIT_2, TIME_WAIT, pacing, deferred events) is a number; the timer is armed at the earliest.
  */
-import type { ControlMessage, IPAddress, NetworkPacketInfo, Route, Timer } from '@usernet/stack';
+import type { ControlMessage, IPAddress, NetworkPacketInfo, PacketBuffer, Route, Timer, WriteParams } from '@usernet/stack';
 import { errnoError, UsernetError } from '@usernet/stack';
 import type { ErrnoCode } from '@usernet/stack';
 import { OutOfOrderQueue, ReceiveQueue, SendBuffer } from './buffers.js';
@@ -49,7 +49,40 @@ export interface TcpConnectionOptions {
   receiveBufferSize?: number;
   /** TCP_USER_TIMEOUT in ms (0: off). */
   userTimeout?: number;
+  /**
+   * TCP_MAXSEG: a clamp on the MSS (bytes of payload and TCP options per segment) we announce in
+   * the SYN and use; 88..32767 like Linux. Absent or 0: the path MTU decides alone.
+   */
+  maxSegment?: number;
+  /** TCP_WINDOW_CLAMP: the largest receive window we advertise, in bytes (raised to 1152 like Linux). */
+  windowClamp?: number;
+  /** TCP_SYNCNT: SYN retransmissions before ETIMEDOUT, 1..127 (the stack's synRetries otherwise). */
+  synRetries?: number;
+  /** TCP_LINGER2: how long an orphaned FIN_WAIT_2 waits for the peer's FIN, ms (the stack's finWait2Timeout otherwise). */
+  finWait2Timeout?: number;
+  /** IP_TTL / IPV6_UNICAST_HOPS of every segment, 1..255 (the network protocol's default otherwise). */
+  ttl?: number;
+  /** IP_TOS / IPV6_TCLASS byte of every segment (default 0). */
+  tos?: number;
+  /**
+   * IP_MTU_DISCOVER: true (default) sends segments with DF (RFC 1191 path MTU discovery); false
+   * sends them without DF, so routers fragment them (IP_PMTUDISC_DONT).
+   */
+  pathMtuDiscovery?: boolean;
+  /** TCP_QUICKACK before the connection opens: false starts with delayed ACKs (default true: quick-ack mode). */
+  quickAck?: boolean;
+  /** SO_KEEPALIVE and TCP_KEEPIDLE / TCP_KEEPINTVL (ms) / TCP_KEEPCNT from the start. */
+  keepAlive?: boolean;
+  keepAliveIdle?: number;
+  keepAliveInterval?: number;
+  keepAliveCount?: number;
 }
+
+/** TCP_MAXSEG bounds (Linux's TCP_MIN_MSS and MAX_TCP_WINDOW). */
+export const TCP_MAXSEG_MIN = 88;
+export const TCP_MAXSEG_MAX = 32767;
+/** Smallest TCP_WINDOW_CLAMP (Linux: SOCK_MIN_RCVBUF / 2). */
+export const TCP_WINDOW_CLAMP_MIN = 1152;
 
 export interface TcpConnectOptions extends TcpConnectionOptions {
   address: string | IPAddress;
@@ -100,11 +133,14 @@ export interface TcpInfo {
   dsackRecv: number;
 }
 
+/** IP protocol number of TCP (tcp.ts's TCP_PROTOCOL_NUMBER; kept here to avoid an import cycle at load). */
+const TCP_PROTO = 6;
 const EV_CONNECT = 1;
 const EV_READABLE = 2;
 const EV_WRITABLE = 4;
 const EV_END = 8;
 const EV_CLOSE = 16;
+const EV_FIN_ACKED = 32;
 
 /** Default MSS when the peer sends no MSS option (RFC 9293 §3.7.1, RFC 8200 §5 for IPv6). */
 function defaultPeerMss(version: 4 | 6): number {
@@ -128,6 +164,8 @@ export class TcpConnection {
   onEnd: (() => void) | null = null;
   /** The connection is over (CLOSED or TIME_WAIT); `err` when it failed. */
   onClose: ((err?: UsernetError) => void) | null = null;
+  /** Our FIN was acknowledged: everything written has been delivered (SO_LINGER waits for this). */
+  onFinAcked: (() => void) | null = null;
 
   state: TcpState = 'CLOSED';
   readonly localAddress: IPAddress;
@@ -159,7 +197,9 @@ export class TcpConnection {
   private sndSml = 0;
 
   // Options.
-  private readonly advMss: number;
+  private advMss: number;
+  /** TCP_MAXSEG clamp (0: none). */
+  private userMss = 0;
   private peerMss = 0;
   /** Payload bytes per full segment (SMSS minus the timestamp option). */
   private mss = 536;
@@ -178,7 +218,11 @@ export class TcpConnection {
   private readonly sendBuf = new SendBuffer();
   private sendBufSize: number;
   /** The user chose the size: no auto-tuning (like SO_SNDBUF on Linux). */
-  private readonly sendBufLocked: boolean;
+  private sendBufLocked: boolean;
+  /** SO_RCVBUF was set: no receive-buffer auto-tuning (like Linux). */
+  private rcvBufLocked: boolean;
+  /** TCP_WINDOW_CLAMP (Infinity: none). */
+  private windowClamp = Infinity;
   private readonly rcvQueue = new ReceiveQueue();
   private rcvBuf: number;
   private readonly ooo: OutOfOrderQueue;
@@ -248,6 +292,12 @@ export class TcpConnection {
   private kaInterval = MAX_KEEPALIVE_DEFAULTS.interval;
   private kaCount = MAX_KEEPALIVE_DEFAULTS.count;
   private userTimeout: number;
+  private synRetries: number;
+  /** Quick-ack segments at establishment (TCP_QUICKACK 0 before connect: none). */
+  private readonly startQuickAcks: number;
+  private finWait2Timeout: number;
+  /** TTL, TOS and DF of every segment (one object, reused). */
+  private readonly writeParams: WriteParams = { ttl: undefined, tos: undefined, dontFragment: true };
 
   // Counters for info().
   private segsIn = 0;
@@ -317,10 +367,24 @@ export class TcpConnection {
     this.sendBufSize = checkSize('sendBufferSize', opts.sendBufferSize, this.cfg.sendBufferSize);
     this.sendBufLocked = opts.sendBufferSize !== undefined;
     this.rcvBuf = checkSize('receiveBufferSize', opts.receiveBufferSize, this.cfg.receiveBufferSize);
+    this.rcvBufLocked = opts.receiveBufferSize !== undefined;
+    this.synRetries = this.cfg.synRetries;
+    this.startQuickAcks = opts.quickAck === false ? 0 : QUICK_ACKS;
+    this.finWait2Timeout = this.cfg.finWait2Timeout;
     this.ooo = new OutOfOrderQueue(this.cfg.outOfOrderLimit > 0 ? this.cfg.outOfOrderLimit : Math.max(this.rcvBuf, this.cfg.maxReceiveBufferSize));
     // RFC 6691: the MSS option carries the path MTU minus the fixed IP and TCP headers.
     const mtu = route.network.pathMtu(route);
     this.advMss = Math.max(64, Math.min(65495, mtu - networkHeaderSize(route.network) - 20));
+    if (opts.maxSegment !== undefined && opts.maxSegment !== 0) this.setMaxSegment(opts.maxSegment);
+    if (opts.windowClamp !== undefined) this.setWindowClamp(opts.windowClamp);
+    if (opts.synRetries !== undefined) this.setSynRetries(opts.synRetries);
+    if (opts.finWait2Timeout !== undefined) this.setFinWait2Timeout(opts.finWait2Timeout);
+    if (opts.ttl !== undefined) this.setTtl(opts.ttl);
+    if (opts.tos !== undefined) this.setTos(opts.tos);
+    if (opts.pathMtuDiscovery !== undefined) this.writeParams.dontFragment = opts.pathMtuDiscovery;
+    if (opts.keepAlive !== undefined || opts.keepAliveIdle !== undefined || opts.keepAliveInterval !== undefined || opts.keepAliveCount !== undefined) {
+      this.setKeepAlive(opts.keepAlive ?? false, opts.keepAliveIdle, opts.keepAliveInterval, opts.keepAliveCount);
+    }
     // RFC 7323 §2.3: the smallest shift that lets the largest receive buffer be advertised.
     if (this.cfg.windowScaling) this.rcvWscale = ourWindowScale(this.cfg.maxReceiveBufferSize);
     this.rtt = new RttEstimator({ minRto: this.cfg.minRto, maxRto: this.cfg.maxRto, initialRto: this.cfg.initialRto });
@@ -389,6 +453,12 @@ export class TcpConnection {
     const out = max === undefined ? this.rcvQueue.readDefault() : this.rcvQueue.read(max);
     if (out === null) return null;
     this.rcvCopied += out.length;
+    this.windowUpdate();
+    return out;
+  }
+
+  /** After the application made room: a window update when the window opened enough. */
+  private windowUpdate(): void {
     if (this.synchronized() && !this.peerFin) {
       const now = this.clock.now();
       this.autotune(now);
@@ -399,7 +469,6 @@ export class TcpConnection {
         this.rearm();
       }
     }
-    return out;
   }
 
   /** Half-close: FIN after the queued data (RFC 9293 §3.10.4 CLOSE in ESTABLISHED / CLOSE_WAIT). */
@@ -448,7 +517,7 @@ export class TcpConnection {
       return;
     }
     this.shutdown();
-    if (this.state === 'FIN_WAIT_2') this.fw2At = this.clock.now() + this.cfg.finWait2Timeout;
+    if (this.state === 'FIN_WAIT_2') this.fw2At = this.clock.now() + this.finWait2Timeout;
     this.rearm();
   }
 
@@ -522,6 +591,201 @@ export class TcpConnection {
       this.cc.init(this.ccState, this.clock.now());
       this.ccState.cwnd = Math.max(this.ccState.cwnd, Math.min(cwnd, this.ccState.cwnd));
     }
+  }
+
+  // -- Per-connection settings (the socket options of @usernet/socket) ------------------------
+
+  /** TCP_NODELAY. */
+  get noDelayEnabled(): boolean {
+    return this.noDelay;
+  }
+
+  /** TCP_CORK. */
+  get corked(): boolean {
+    return this.cork;
+  }
+
+  /** SO_KEEPALIVE and its timing (ms, ms, probes). */
+  get keepAliveSettings(): { enabled: boolean; idleMs: number; intervalMs: number; count: number } {
+    return { enabled: this.keepAlive, idleMs: this.kaIdle, intervalMs: this.kaInterval, count: this.kaCount };
+  }
+
+  /** TCP_USER_TIMEOUT in ms (0: off). */
+  get userTimeoutMs(): number {
+    return this.userTimeout;
+  }
+
+  /** Send buffer size in bytes (SO_SNDBUF). */
+  get sendBufferSize(): number {
+    return this.sendBufSize;
+  }
+
+  /**
+   * SO_SNDBUF: the send buffer holds `bytes` from now on and is no longer auto-tuned. A buffer
+   * smaller than what it already holds takes no new data until it drains below the size.
+   */
+  setSendBufferSize(bytes: number): void {
+    this.sendBufSize = checkSize('sendBufferSize', bytes, 0);
+    this.sendBufLocked = true;
+    if (this.wantWritable && this.sendBuf.length < this.sendBufSize && this.state !== 'CLOSED') {
+      this.wantWritable = false;
+      this.raise(EV_WRITABLE);
+      this.deferEvents();
+    }
+  }
+
+  /** Receive buffer size in bytes (SO_RCVBUF): the most the window offers. */
+  get receiveBufferSize(): number {
+    return this.rcvBuf;
+  }
+
+  /**
+   * SO_RCVBUF: the receive buffer is `bytes` from now on and no longer auto-tuned (like Linux).
+   * A smaller buffer never shrinks a window already advertised (RFC 9293 §3.8.6); a larger one
+   * is announced at once when it opens the window enough (the same rule as after a read).
+   */
+  setReceiveBufferSize(bytes: number): void {
+    this.rcvBuf = checkSize('receiveBufferSize', bytes, 0);
+    this.rcvBufLocked = true;
+    this.windowUpdate();
+  }
+
+  /** TCP_MAXSEG clamp (0: none). */
+  get maxSegment(): number {
+    return this.userMss;
+  }
+
+  /** The MSS in use: payload bytes per full segment (what TCP_MAXSEG reads on Linux). */
+  get effectiveMss(): number {
+    return this.synchronized() || this.wasEstablished ? this.mss : Math.min(this.advMss, this.userMss > 0 ? this.userMss : this.advMss);
+  }
+
+  /**
+   * TCP_MAXSEG: clamps the MSS. Before the SYN exchange it also lowers the MSS we announce
+   * (RFC 9293 §3.7.1; a retransmitted SYN carries it); afterwards it lowers the segments we send.
+   * 0 removes the clamp for a connection not yet synchronized. EINVAL outside 88..32767.
+   */
+  setMaxSegment(mss: number): void {
+    if (!Number.isInteger(mss) || (mss !== 0 && (mss < TCP_MAXSEG_MIN || mss > TCP_MAXSEG_MAX))) {
+      throw errnoError('EINVAL', 'setsockopt', `TCP_MAXSEG ${mss}`);
+    }
+    this.userMss = mss;
+    if (mss === 0) return;
+    if (!this.wasEstablished && !this.synchronized()) {
+      this.advMss = Math.min(this.advMss, mss);
+      return;
+    }
+    const smss = mss - (this.tsOk ? TS_OPTION_SPACE : 0);
+    if (smss >= 64 && smss < this.mss) {
+      this.mss = smss;
+      this.ccState.mss = smss;
+    }
+  }
+
+  /** TCP_WINDOW_CLAMP in bytes (0: none). */
+  get windowClampBytes(): number {
+    return this.windowClamp === Infinity ? 0 : this.windowClamp;
+  }
+
+  /**
+   * TCP_WINDOW_CLAMP: we never advertise more than `bytes` (values below 1152 are raised to
+   * 1152, like Linux). 0 removes the clamp, but only before the connection opens (EINVAL after,
+   * like Linux).
+   */
+  setWindowClamp(bytes: number): void {
+    if (!Number.isInteger(bytes) || bytes < 0) throw errnoError('EINVAL', 'setsockopt', `TCP_WINDOW_CLAMP ${bytes}`);
+    if (bytes === 0) {
+      if (this.state !== 'CLOSED') throw errnoError('EINVAL', 'setsockopt', 'TCP_WINDOW_CLAMP 0 on an open connection');
+      this.windowClamp = Infinity;
+      return;
+    }
+    this.windowClamp = Math.max(TCP_WINDOW_CLAMP_MIN, bytes);
+  }
+
+  /** TCP_SYNCNT. */
+  get synRetryLimit(): number {
+    return this.synRetries;
+  }
+
+  /** TCP_SYNCNT: SYN retransmissions before connect fails with ETIMEDOUT (1..127, like Linux). */
+  setSynRetries(n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > 127) throw errnoError('EINVAL', 'setsockopt', `TCP_SYNCNT ${n}`);
+    this.synRetries = n;
+  }
+
+  /** TCP_LINGER2 in ms. */
+  get finWait2TimeoutMs(): number {
+    return this.finWait2Timeout;
+  }
+
+  /**
+   * TCP_LINGER2: how long a closed connection waits in FIN_WAIT_2 for the peer's FIN (ms, at
+   * least 0; undefined: the stack's finWait2Timeout). A connection already waiting is re-timed
+   * from now.
+   */
+  setFinWait2Timeout(ms: number | undefined): void {
+    if (ms !== undefined && (!Number.isFinite(ms) || ms < 0)) throw errnoError('EINVAL', 'setsockopt', `TCP_LINGER2 ${ms}`);
+    ms ??= this.cfg.finWait2Timeout;
+    this.finWait2Timeout = ms;
+    if (this.fw2At !== Infinity) {
+      this.fw2At = this.clock.now() + ms;
+      this.rearm();
+    }
+  }
+
+  /**
+   * TCP_QUICKACK: quick-ack mode, where every data segment is acknowledged at once (for the
+   * next 16 segments, like Linux); a pending delayed ACK goes out now. false: delayed ACKs.
+   */
+  setQuickAck(on: boolean): void {
+    if (!on) {
+      this.quickAcks = 0;
+      return;
+    }
+    this.quickAcks = QUICK_ACKS;
+    if (this.synchronized() && (this.delackAt !== Infinity || this.ackNow)) {
+      this.sendAck(this.clock.now());
+      this.rearm();
+    }
+  }
+
+  /** True while in quick-ack mode. */
+  get quickAck(): boolean {
+    return this.quickAcks > 0;
+  }
+
+  /** IP_TTL / IPV6_UNICAST_HOPS (undefined: the network protocol's default). */
+  get ttl(): number | undefined {
+    return this.writeParams.ttl;
+  }
+
+  setTtl(ttl: number | undefined): void {
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)) throw errnoError('EINVAL', 'setsockopt', `ttl ${ttl}`);
+    this.writeParams.ttl = ttl;
+  }
+
+  /** IP_TOS / IPV6_TCLASS. */
+  get tos(): number {
+    return this.writeParams.tos ?? 0;
+  }
+
+  setTos(tos: number): void {
+    if (!Number.isInteger(tos) || tos < 0 || tos > 255) throw errnoError('EINVAL', 'setsockopt', `tos ${tos}`);
+    this.writeParams.tos = tos;
+  }
+
+  /** IP_MTU_DISCOVER: segments carry DF (true, the default) or not. */
+  get pathMtuDiscovery(): boolean {
+    return this.writeParams.dontFragment === true;
+  }
+
+  setPathMtuDiscovery(on: boolean): void {
+    this.writeParams.dontFragment = on;
+  }
+
+  /** IP_MTU: the path MTU towards the peer now. */
+  get pathMtu(): number {
+    return this.route.network.pathMtu(this.route);
   }
 
   /** Connection state like Linux's TCP_INFO. */
@@ -709,7 +973,7 @@ export class TcpConnection {
     this.sb = new Scoreboard(this.mss);
     this.ccState.mss = this.mss;
     this.cc.init(this.ccState, now);
-    this.quickAcks = QUICK_ACKS;
+    this.quickAcks = this.startQuickAcks;
     this.lastProgressAt = now;
     this.rcvEpochStart = now;
     this.rtoAt = Infinity;
@@ -874,7 +1138,8 @@ export class TcpConnection {
       case 'FIN_WAIT_1':
         if (finAcked) {
           this.setState('FIN_WAIT_2');
-          if (this.userClosed) this.fw2At = now + this.cfg.finWait2Timeout;
+          if (this.userClosed) this.fw2At = now + this.finWait2Timeout;
+          this.raise(EV_FIN_ACKED);
         }
         break;
       case 'CLOSING':
@@ -951,7 +1216,7 @@ export class TcpConnection {
       this.establish(now);
       this.raise(EV_CONNECT);
       this.ackNow = true;
-      this.quickAcks = QUICK_ACKS;
+      this.quickAcks = this.startQuickAcks;
     } else {
       // Simultaneous open (RFC 9293 §3.5 figure 7): SYN_RECEIVED, send SYN,ACK with our ISS.
       this.sndWnd = seg.window;
@@ -1271,7 +1536,8 @@ export class TcpConnection {
 
   /** Free receive-buffer space. */
   private receiveSpace(): number {
-    return Math.max(0, this.rcvBuf - this.rcvQueue.length - this.ooo.bytes);
+    // TCP_WINDOW_CLAMP caps the window we offer, whatever room the buffer has.
+    return Math.max(0, Math.min(this.rcvBuf - this.rcvQueue.length - this.ooo.bytes, this.windowClamp));
   }
 
   /** Window we would advertise now, before scaling (receiver SWS avoidance, RFC 9293 §3.8.6.2.2). */
@@ -1331,8 +1597,34 @@ export class TcpConnection {
     this.lastSendAt = now;
   }
 
-  private xmit(pkt: Parameters<TCPProtocol['transmit']>[1]): void {
-    if (this.proto.transmit(this.route, pkt)) this.segsOut++;
+  /**
+   * Hands a segment to the network layer with this connection's TTL, TOS and DF (like
+   * TCPProtocol.transmit, which uses the defaults). With DF (RFC 1191 / RFC 8201 path MTU
+   * discovery) a segment cut before the path MTU dropped (a retransmission) is sent once more
+   * without DF and fragmented, rather than lost.
+   */
+  private xmit(pkt: PacketBuffer): boolean {
+    const wp = this.writeParams;
+    const net = this.route.network;
+    try {
+      try {
+        net.writePacket(this.route, TCP_PROTO, pkt, wp);
+      } catch (e) {
+        if (!wp.dontFragment || !(e instanceof UsernetError) || e.code !== 'EMSGSIZE') throw e;
+        wp.dontFragment = false;
+        try {
+          net.writePacket(this.route, TCP_PROTO, pkt, wp);
+        } finally {
+          wp.dontFragment = true;
+        }
+      }
+    } catch {
+      this.proto.stats.SendErrors++;
+      return false;
+    }
+    this.proto.stats.OutSegs++;
+    this.segsOut++;
+    return true;
   }
 
   private ackSent(): void {
@@ -1347,7 +1639,11 @@ export class TcpConnection {
   }
 
   private sendRst(seq: number): void {
-    this.proto.sendControl(this.route, this.localPort, this.remotePort, seq, 0, TCP_RST, 0, undefined);
+    const o = this.optsOut;
+    clearOpts(o);
+    const pkt = this.proto.buildSegment(this.route, this.localPort, this.remotePort, seq, 0, TCP_RST, 0, o, null, 0, 0);
+    this.xmit(pkt);
+    this.proto.stats.OutRsts++;
   }
 
   /** <SEQ=SEG.ACK><CTL=RST> */
@@ -1521,7 +1817,7 @@ export class TcpConnection {
     this.rtoAt = Infinity;
     const st = this.proto.stats;
     if (this.state === 'SYN_SENT' || this.state === 'SYN_RECEIVED') {
-      const limit = this.state === 'SYN_SENT' ? this.cfg.synRetries : this.cfg.synAckRetries;
+      const limit = this.state === 'SYN_SENT' ? this.synRetries : this.cfg.synAckRetries;
       if (this.synRetrans >= limit || (this.userTimeout > 0 && now - this.synSentAt >= this.userTimeout)) {
         if (this.listener !== null) {
           this.destroy();
@@ -1661,6 +1957,7 @@ export class TcpConnection {
     if ((ev & EV_READABLE) !== 0 && this.rcvQueue.length > 0 && this.onReadable !== null) this.onReadable();
     if ((ev & EV_END) !== 0 && this.onEnd !== null) this.onEnd();
     if ((ev & EV_WRITABLE) !== 0 && this.onWritable !== null && this.state !== 'CLOSED') this.onWritable();
+    if ((ev & EV_FIN_ACKED) !== 0 && this.onFinAcked !== null) this.onFinAcked();
     if ((ev & EV_CLOSE) !== 0 && this.onClose !== null) {
       if (this.error !== null) this.onClose(this.error);
       else this.onClose();
@@ -1670,7 +1967,7 @@ export class TcpConnection {
   // -- Receive-buffer auto-tuning (like Linux's tcp_rcv_space_adjust) -----------------------
 
   private autotune(now: number): void {
-    if (this.rcvBuf >= this.cfg.maxReceiveBufferSize) return;
+    if (this.rcvBufLocked || this.rcvBuf >= this.cfg.maxReceiveBufferSize) return;
     const rtt = this.rcvRtt > 0 ? this.rcvRtt : this.rtt.srtt > 0 ? this.rtt.srtt : 100;
     if (now - this.rcvEpochStart < rtt) return;
     // The application drained more than half the buffer in one RTT: double what it drained.
