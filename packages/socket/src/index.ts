@@ -8,3 +8,8 @@ export { NetstackListenSocket } from './netstack/listen.js';
 export { NETSTACK_STREAM_OPTIONS, NETSTACK_CONNECTED_OPTIONS, NETSTACK_LISTEN_OPTIONS } from './netstack/tcp-options.js';
 export { NetstackDatagramSocket } from './netstack/datagram.js';
 export { NETSTACK_DATAGRAM_OPTIONS } from './netstack/udp-options.js';
+export { createNet, NetServer, NetSocket } from './net.js';
+export type { AddressInfo, Net, NetConnectOptions, NetListenOptions, NetServerOptions, NetSocketOptions } from './net.js';
+export { createDgram, DgramSocket } from './dgram.js';
+export type { Dgram, DgramAddressInfo, DgramBindOptions, DgramMessage, DgramSocketOptions, DgramSocketType, RemoteInfo, SendCallback } from './dgram.js';
+export type { FacadeOptions, LookupFunction } from './lookup.js';
