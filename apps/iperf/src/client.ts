@@ -207,7 +207,8 @@ export async function runClient(o: IperfOptions, provider: SocketProvider, ctx: 
           }
           try {
             ctrl.sendState(IPERF_DONE);
-            await ctrl.drained();
+            // The server closes once it has read IPERF_DONE: wait for that (at most 2 s).
+            await ctrl.finish(2000);
           } catch {
             // the server may close first
           }

@@ -206,6 +206,47 @@ export class Channel {
     this.write(b);
   }
 
+  /**
+   * Orderly end: FIN after what was written, then waits (at most `ms`) for the peer's FIN or the
+   * end of the connection, then close(). With netstack the stack dies with the process, unlike a
+   * kernel socket that keeps retransmitting after exit: a last message (IPERF_DONE) or FIN that
+   * needs a retransmission would be lost, and a real iperf3 server would wait for it forever.
+   * The peer's FIN says it has read everything before it.
+   */
+  async finish(ms: number): Promise<void> {
+    if (this.closed) return;
+    await this.drained();
+    if (this.closed) return;
+    if (!this.ended) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        timer = setTimeout(done, ms);
+        this.socket.onEnd = () => {
+          this.ended = true;
+          done();
+        };
+        this.socket.onClose = (err) => {
+          this.gone(new ControlClosedError(err));
+          done();
+        };
+        // Whatever still arrives is read and dropped (unread data would turn close() into a reset).
+        this.socket.onReadable = () => {
+          while (this.socket.read() !== null);
+        };
+        try {
+          this.socket.shutdown();
+        } catch {
+          done(); // already closed
+        }
+      });
+    }
+    this.close();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

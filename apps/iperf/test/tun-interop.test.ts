@@ -7,7 +7,7 @@
  * printed reason otherwise, never when CI=true). One namespace per test, deleted also on failure.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import type { Netns } from './tun-lab.js';
+import type { Netns, Proc } from './tun-lab.js';
 import { kernelBufferMax, run, skipReason, withNetns } from './tun-lab.js';
 
 if (skipReason !== null) console.log(`apps/iperf tun-interop tests skipped: ${skipReason}`);
@@ -178,6 +178,8 @@ function agree(c: Doc, s: Doc, flags: string[], bound: number): void {
 
 const measured: string[] = [];
 
+type Done = Awaited<ReturnType<Proc['done']>>;
+
 function gbps(bps: number | undefined): string {
   return ((bps ?? 0) / 1e9).toFixed(2);
 }
@@ -187,20 +189,32 @@ function record(k: Case, c: Doc): void {
   let line = `${k.ours === 'server' ? 'iperf3 -c -> usernet-iperf -s' : 'usernet-iperf -c -> iperf3 -s'}  ${k.name.padEnd(18)} ${gbps(e.sum_received.bits_per_second)} Gbit/s`;
   if (k.flags.includes('--bidir')) line += ` + reverse ${gbps(e.sum_received_bidir_reverse?.bits_per_second)} Gbit/s`;
   if (k.flags.includes('-u')) line += ` received, lost ${(e.sum_received.lost_percent ?? 0).toFixed(3)}%`;
-  measured.push(line + " DEBUG " + JSON.stringify(pairs(c)) + " intervals " + c.intervals.length);
+  measured.push(line);
+}
+
+/** The server's exit once the client has exited; on a timeout the message shows the client's output and the namespace's sockets. */
+async function afterPeer(ns: Netns, server: Proc, client: Done, ms: number): Promise<Done> {
+  try {
+    return await server.done(ms);
+  } catch (e) {
+    const sockets = ns.exec('ss', ['-tuanip']).stdout;
+    throw new Error(`${String(e)}\nclient exited ${String(client.code)}: ${client.stderr}${client.stdout.slice(-3000)}\nsockets:\n${sockets}`);
+  }
 }
 
 async function runCase(ns: Netns, k: Case): Promise<{ client: Doc; server: Doc }> {
   const tun = 'utun0';
   const ourNet = [...(k.offload ? [] : ['--no-offload']), '--tun', tun, ...k.net.tunArgs];
   const family = k.net === V6 ? ['-6'] : [];
-  const timeout = (SECONDS + 30) * 1000;
+  // Both bounded so that a hang fails inside TEST_TIMEOUT and withNetns still cleans up.
+  const timeout = (SECONDS + 20) * 1000;
+  const serverAfterClient = 10_000;
   if (k.ours === 'server') {
     const server = ns.iperf(['-s', '-1', '-J', '-p', String(PORT), ...ourNet]);
     await ns.accepting(k.net.ours, PORT, server);
     const client = ns.iperf3([...family, '-c', k.net.ours, '-p', String(PORT), '-t', String(SECONDS), '-J', ...k.flags]);
     const c = await client.done(timeout);
-    const s = await server.done(timeout);
+    const s = await afterPeer(ns, server, c, serverAfterClient);
     expect(c.code, `iperf3 -c: ${c.stderr}${c.stdout.slice(-2000)}`).toBe(0);
     expect(s.code, `usernet-iperf -s: ${s.stderr}${s.stdout.slice(-2000)}`).toBe(0);
     return { client: parse('iperf3 -c', c.stdout), server: parse('usernet-iperf -s', s.stdout) };
@@ -210,7 +224,7 @@ async function runCase(ns: Netns, k: Case): Promise<{ client: Doc; server: Doc }
   await ns.kernelListening(PORT);
   const client = ns.iperf([...family, '-c', k.net.kernel, '-p', String(PORT), '-t', String(SECONDS), '-J', ...ourNet, ...k.flags]);
   const c = await client.done(timeout);
-  const s = await server.done(timeout);
+  const s = await afterPeer(ns, server, c, serverAfterClient);
   expect(c.code, `usernet-iperf -c: ${c.stderr}${c.stdout.slice(-2000)}`).toBe(0);
   expect(s.code, `iperf3 -s: ${s.stderr}${s.stdout.slice(-2000)}`).toBe(0);
   return { client: parse('usernet-iperf -c', c.stdout), server: parse('iperf3 -s', s.stdout) };
