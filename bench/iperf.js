@@ -76,12 +76,15 @@ async function server(ns, cmd, argv) {
 }
 
 /** Runs the kernel's iperf3 client in `ns`; Gbit/s as the receiver measured it. */
-function client(ns, host, port, reverse) {
-  const a = ['netns', 'exec', ns, 'iperf3', '-c', host, '-p', String(port), '-t', String(SECONDS), '-J', '-C', CC];
+function client(ns, host, port, reverse, cc) {
+  const a = ['netns', 'exec', ns, 'iperf3', '-c', host, '-p', String(port), '-t', String(SECONDS), '-J'];
+  // hostinet cannot set TCP_CONGESTION (Node has no call for it): its sockets use the kernel's default.
+  if (cc) a.push('-C', CC);
   if (reverse) a.push('-R');
   const r = spawnSync('ip', a, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
   if (r.status !== 0) throw new Error(`iperf3 client failed (${r.status}): ${r.stdout.slice(-500)} ${r.stderr}`);
   const j = JSON.parse(r.stdout);
+  if (j.error !== undefined || j.end?.sum_received === undefined) throw new Error(`iperf3 client: ${j.error ?? 'no sum_received'} (${a.join(' ')})`);
   return j.end.sum_received.bits_per_second / 1e9;
 }
 
@@ -97,7 +100,7 @@ async function measure(label, start) {
       const { ns, host, port, child } = await start();
       try {
         // download: the kernel's client sends to the usernet server; upload: -R, the server sends.
-        out[dir].push(client(ns, host, port, dir === 'upload'));
+        out[dir].push(client(ns, host, port, dir === 'upload', label !== 'hostinet'));
       } finally {
         child.kill('SIGTERM');
         await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
@@ -119,21 +122,22 @@ ip('-n', nsB, 'addr', 'add', '198.18.50.2/24', 'dev', `vb${tag}`);
 ip('-n', nsA, 'link', 'set', `va${tag}`, 'up');
 ip('-n', nsB, 'link', 'set', `vb${tag}`, 'up');
 const native = await measure('native', async () => {
-  const child = await server(nsB, 'iperf3', ['-s', '-1', '-p', '5201']);
+  const child = await server(nsB, 'iperf3', ['-s', '-1', '--forceflush', '-p', '5201']);
   return { ns: nsA, host: '198.18.50.2', port: 5201, child };
 });
 
 // netstack: usernet-iperf on a TUN device in its own namespace; the kernel's iperf3 beside it.
 const nsT = netns('t');
 const netstack = await measure('netstack', async () => {
-  const child = await server(nsT, process.execPath, [IPERF_CLI, '-s', '-1', '-p', '5201', '--tun', 'ubt0', '--address', '198.18.0.2/24', '--peer', '198.18.0.1/24']);
+  const child = await server(nsT, process.execPath, [IPERF_CLI, '-s', '-1', '--forceflush', '-p', '5201', '--tun', 'ubt0', '--address', '198.18.0.2/24', '--peer', '198.18.0.1/24']);
   return { ns: nsT, host: '198.18.0.2', port: 5201, child };
 });
 
 // hostinet: usernet-iperf with host sockets on the namespace's loopback.
 const nsH = netns('h');
+const hostCc = execFileSync('ip', ['netns', 'exec', nsH, 'sysctl', '-n', 'net.ipv4.tcp_congestion_control'], { encoding: 'utf8' }).trim();
 const hostinet = await measure('hostinet', async () => {
-  const child = await server(nsH, process.execPath, [IPERF_CLI, '-s', '-1', '-p', '5201', '--stack', 'hostinet']);
+  const child = await server(nsH, process.execPath, [IPERF_CLI, '-s', '-1', '--forceflush', '-p', '5201', '--stack', 'hostinet']);
   return { ns: nsH, host: '127.0.0.1', port: 5201, child };
 });
 cleanup();
@@ -153,7 +157,7 @@ const table = [
 console.log(`\n${table}\n`);
 
 if (WRITE) {
-  const machine = `${cpus().length} cores (${cpu}), Linux ${release()}, Node ${process.version}, TCP congestion control ${CC} on both ends`;
+  const machine = `${cpus().length} cores (${cpu}), Linux ${release()}, Node ${process.version}, TCP congestion control ${CC} on both ends for native and netstack (usernet's own ${CC}); hostinet sockets use the namespace default, ${hostCc} (Node cannot set TCP_CONGESTION)`;
   const runs = rows.map(([name, r]) => `- ${name}: download ${r.runs.download.map(f).join(', ')}; upload ${r.runs.upload.map(f).join(', ')}`).join('\n');
   let doc = '';
   try {
