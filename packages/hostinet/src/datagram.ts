@@ -50,8 +50,15 @@ export class HostDatagramSocket implements DatagramSocket {
   private refed = true;
   private closed = false;
   private bindState: BindState = 'unbound';
-  private pendingBind: { resolve: () => void; reject: (e: SocketError) => void } | null = null;
+  private pendingBind: Pending | null = null;
+  /** The connect() in progress (node:dgram binds first when unbound, then connects). */
+  private pendingConnect: Pending | null = null;
   private connectState: 'none' | 'connecting' | 'connected' = 'none';
+  /** Datagrams sent while connect() is in progress, sent once connected (bounded by SO_SNDBUF). */
+  private readonly connectSends: Buffer[] = [];
+  private connectSendBytes = 0;
+  /** An onReadable is scheduled for the end of this event-loop turn. */
+  private notifyScheduled = false;
   private remote: { address: string; port: number } | null = null;
   private local: { address: string; port: number } | null = null;
 
@@ -85,32 +92,54 @@ export class HostDatagramSocket implements DatagramSocket {
     }
     this.queuedBytes += cost;
     this.stats.received++;
-    const wasEmpty = this.queueHead === this.queue.length;
     this.queue.push({ data: msg, address: rinfo.address, port: rinfo.port, family: familyOf(rinfo.family) });
-    if (wasEmpty) this.onReadable?.();
+    // One onReadable per event-loop turn in which datagrams arrived (like netstack's once per
+    // inbound batch), even when earlier ones are still queued: a consumer that does not drain
+    // everything is told again.
+    if (!this.notifyScheduled) {
+      this.notifyScheduled = true;
+      setImmediate(this.notifyReadable);
+    }
+  };
+
+  private readonly notifyReadable = (): void => {
+    this.notifyScheduled = false;
+    if (this.closed || this.queueHead === this.queue.length) return;
+    this.onReadable?.();
   };
 
   private readonly onSockError = (err: Error): void => {
     const e = asSocketError(err);
-    if (this.pendingBind !== null) {
-      const p = this.pendingBind;
-      this.pendingBind = null;
+    if (this.bindState === 'binding') {
+      // The bind failed (explicit, or the implicit one of send/connect): node:dgram is unbound
+      // again and drops what it queued behind the bind, the connect among them.
       this.bindState = 'unbound';
-      p.reject(e);
-      return;
+      const b = this.pendingBind;
+      const c = this.pendingConnect;
+      this.pendingBind = null;
+      if (c !== null) {
+        // node:dgram forgets the queued connect but stays 'connecting' (every later connect
+        // throws ERR_SOCKET_DGRAM_IS_CONNECTED): start over with a fresh, unbound dgram.Socket
+        // (all settings are kept here and applied again).
+        this.discardSocket();
+        this.failConnect(e);
+      }
+      if (b !== null) b.reject(e);
+      if (b !== null || c !== null) return;
     }
     if (!this.closed) this.onError?.(e);
   };
 
   private readonly onListening = (): void => {
-    if (this.sock === null) return;
+    if (this.sock === null || this.closed) return;
     this.bindState = 'bound';
     const a = this.sock.address();
     this.local = { address: a.address, port: a.port };
-    try {
-      this.applyBound();
-    } catch (err) {
-      this.onSockError(err as Error);
+    // The socket is bound whatever happens next. An option that fails to apply now (Linux would
+    // have refused it in setsockopt, before the bind) is reported through onError and dropped,
+    // and the bind succeeds — as it would on Linux.
+    for (const err of this.applyBound()) {
+      if (!this.closed) this.onError?.(err);
     }
     const p = this.pendingBind;
     this.pendingBind = null;
@@ -139,24 +168,85 @@ export class HostDatagramSocket implements DatagramSocket {
     return s;
   }
 
-  /** Applies what was set before the socket was bound (node:dgram needs a descriptor for these). */
-  private applyBound(): void {
+  /**
+   * Applies what was set before the socket was bound (node:dgram needs a descriptor for these),
+   * each on its own; returns the failures (a membership that failed is forgotten).
+   */
+  private applyBound(): SocketError[] {
     const s = this.sock;
-    if (s === null) return;
-    if (this.broadcast) s.setBroadcast(true);
-    if (this.ttl !== undefined) s.setTTL(this.ttl);
-    if (this.multicastTtl !== undefined) s.setMulticastTTL(this.multicastTtl);
-    if (this.multicastLoop !== undefined) s.setMulticastLoopback(this.multicastLoop);
-    if (this.rcvbuf !== undefined) s.setRecvBufferSize(this.rcvbuf);
-    if (this.sndbuf !== undefined) s.setSendBufferSize(this.sndbuf);
-    for (const [group, iface] of this.memberships) s.addMembership(group, iface);
+    const errors: SocketError[] = [];
+    if (s === null) return errors;
+    const apply = (name: string, f: () => void): boolean => {
+      try {
+        f();
+        return true;
+      } catch (err) {
+        const e = asSocketError(err);
+        errors.push(errnoErrorLike(e, 'setsockopt', `${name} (applied at bind)`));
+        return false;
+      }
+    };
+    if (this.broadcast) apply('SO_BROADCAST', () => s.setBroadcast(true));
+    if (this.ttl !== undefined) apply('IP_TTL', () => s.setTTL(this.ttl as number));
+    if (this.multicastTtl !== undefined) apply('IP_MULTICAST_TTL', () => s.setMulticastTTL(this.multicastTtl as number));
+    if (this.multicastLoop !== undefined) apply('IP_MULTICAST_LOOP', () => s.setMulticastLoopback(this.multicastLoop as boolean));
+    if (this.rcvbuf !== undefined) apply('SO_RCVBUF', () => s.setRecvBufferSize(this.rcvbuf as number));
+    if (this.sndbuf !== undefined) apply('SO_SNDBUF', () => s.setSendBufferSize(this.sndbuf as number));
+    const name = this.family === 6 ? 'IPV6_JOIN_GROUP' : 'IP_ADD_MEMBERSHIP';
+    const joined = this.memberships.filter(([group, iface]) => apply(`${name} ${group}`, () => s.addMembership(group, iface)));
+    this.memberships.splice(0, this.memberships.length, ...joined);
     this.rcvLimit = s.getRecvBufferSize();
+    return errors;
   }
 
+  /** A local address for bind: the socket's own family only (Linux: EINVAL otherwise). */
   private checkAddress(address: unknown, syscall: string): string {
     const f = literalFamily(address, syscall);
     if (f !== this.family) throw errnoError('EINVAL', syscall, `IPv${f} address on an IPv${this.family} socket`);
     return address as string;
+  }
+
+  /**
+   * A peer address for connect/send. A dual-stack IPv6 socket takes an IPv4 literal as
+   * ::ffff:a.b.c.d, as Linux takes an AF_INET address on an AF_INET6 UDP socket (with
+   * IPV6_V6ONLY: ENETUNREACH for sendto, EAFNOSUPPORT for connect, like Linux).
+   */
+  private checkPeer(address: unknown, syscall: 'send' | 'connect'): string {
+    const f = literalFamily(address, syscall);
+    if (f === this.family) return address as string;
+    if (f === 4 && this.family === 6) {
+      if (this.ipv6Only) throw errnoError(syscall === 'send' ? 'ENETUNREACH' : 'EAFNOSUPPORT', syscall, `IPv4 address ${String(address)} on an IPV6_V6ONLY socket`);
+      return `::ffff:${String(address)}`;
+    }
+    throw errnoError('EINVAL', syscall, `IPv${f} address on an IPv${this.family} socket`);
+  }
+
+  /** Closes the dgram.Socket of a socket that is not bound; the next bind/connect/send makes another. */
+  private discardSocket(): void {
+    const s = this.sock;
+    if (s === null) return;
+    this.sock = null;
+    s.removeListener('message', this.onMessage);
+    s.removeListener('error', this.onSockError);
+    s.removeListener('listening', this.onListening);
+    s.on('error', () => undefined);
+    s.close();
+  }
+
+  /** Marks an implicit bind (node:dgram binds an unbound socket at send/connect). */
+  private implicitBind(): void {
+    if (this.bindState === 'unbound') this.bindState = 'binding';
+  }
+
+  /** The connect in progress failed or was abandoned: reject it, drop the sends queued behind it. */
+  private failConnect(e: SocketError): void {
+    const c = this.pendingConnect;
+    this.pendingConnect = null;
+    this.connectState = 'none';
+    this.remote = null;
+    this.connectSends.length = 0;
+    this.connectSendBytes = 0;
+    c?.reject(e);
   }
 
   get localAddress(): string | undefined {
@@ -175,14 +265,20 @@ export class HostDatagramSocket implements DatagramSocket {
   bind(address?: string, port?: number): Promise<void> {
     try {
       if (this.closed) throw errnoError('EBADF', 'bind');
+      // Linux: EINVAL for a second bind, also after the implicit bind of send/connect.
       if (this.bindState !== 'unbound') throw errnoError('EINVAL', 'bind', 'already bound');
       const addr = address === undefined ? (this.family === 6 ? '::' : '0.0.0.0') : this.checkAddress(address, 'bind');
       const p = checkPort(port ?? 0, 'bind');
       const s = this.ensureSocket('bind');
+      try {
+        s.bind({ address: addr, port: p });
+      } catch (err) {
+        throw (err as { code?: unknown }).code === 'ERR_SOCKET_ALREADY_BOUND' ? errnoError('EINVAL', 'bind', 'already bound') : err;
+      }
+      // Only now: node:dgram took the bind (its result comes as 'listening' or 'error').
+      this.bindState = 'binding';
       return new Promise<void>((resolve, reject) => {
         this.pendingBind = { resolve, reject };
-        this.bindState = 'binding';
-        s.bind({ address: addr, port: p });
       });
     } catch (err) {
       return Promise.reject(asSocketError(err));
@@ -192,31 +288,40 @@ export class HostDatagramSocket implements DatagramSocket {
   connect(address: string, port: number): Promise<void> {
     try {
       if (this.closed) throw errnoError('EBADF', 'connect');
-      const addr = this.checkAddress(address, 'connect');
+      if (this.connectState === 'connecting') throw errnoError('EALREADY', 'connect');
+      const addr = this.checkPeer(address, 'connect');
       // Port 0 is not a destination (Linux: connect() to port 0 is refused on send; Node rejects it).
       const p = checkPort(port, 'connect', 1);
       const s = this.ensureSocket('connect');
       // Linux lets a UDP socket re-connect; node:dgram wants a disconnect first.
-      if (this.connectState === 'connected') s.disconnect();
-      else if (this.connectState === 'connecting') throw errnoError('EALREADY', 'connect');
+      if (this.connectState === 'connected') {
+        s.disconnect();
+        this.connectState = 'none';
+        this.remote = null;
+      }
+      let token!: Pending;
+      const done = new Promise<void>((resolve, reject) => {
+        token = { resolve, reject };
+      });
+      s.connect(p, addr, (err?: Error | null) => {
+        // Stale: failed or abandoned (close, a failed bind) in the meantime.
+        if (this.pendingConnect !== token) return;
+        if (err !== undefined && err !== null) {
+          this.failConnect(asSocketError(err));
+          return;
+        }
+        this.pendingConnect = null;
+        this.connectState = 'connected';
+        for (const b of this.connectSends.splice(0)) s.send(b, this.sendDone);
+        this.connectSendBytes = 0;
+        token.resolve();
+      });
+      // node:dgram took it (it throws synchronously otherwise): it binds first when unbound.
+      this.implicitBind();
       this.connectState = 'connecting';
       this.remote = { address: addr, port: p };
-      return new Promise<void>((resolve, reject) => {
-        s.connect(p, addr, (err?: Error) => {
-          if (err !== undefined && err !== null) {
-            this.connectState = 'none';
-            this.remote = null;
-            reject(asSocketError(err));
-            return;
-          }
-          if (this.closed) {
-            reject(errnoError('EBADF', 'connect'));
-            return;
-          }
-          this.connectState = 'connected';
-          resolve();
-        });
-      });
+      this.pendingConnect = token;
+      return done;
     } catch (err) {
       return Promise.reject(asSocketError(err));
     }
@@ -236,15 +341,28 @@ export class HostDatagramSocket implements DatagramSocket {
     if (data.length > max) throw errnoError('EMSGSIZE', 'send', `${data.length} > ${max}`);
     if (this.connectState !== 'none') {
       if (port !== undefined || address !== undefined) throw errnoError('EISCONN', 'send');
+      if (this.connectState === 'connecting') {
+        // node:dgram has no destination yet (it would throw ERR_SOCKET_BAD_PORT): queue until
+        // connected, bounded like the kernel's send buffer (EAGAIN, like a full non-blocking send).
+        const limit = this.computedBuffer('wmem', this.sndbuf);
+        if (this.connectSendBytes + data.length + DATAGRAM_OVERHEAD > limit) throw errnoError('EAGAIN', 'send', 'connect in progress and the send queue is full');
+        this.connectSends.push(Buffer.from(data));
+        this.connectSendBytes += data.length + DATAGRAM_OVERHEAD;
+        return;
+      }
       this.ensureSocket('send').send(Buffer.from(data), this.sendDone);
       return;
     }
     if (address === undefined || port === undefined) throw errnoError('EDESTADDRREQ', 'send');
-    const addr = this.checkAddress(address, 'send');
+    const addr = this.checkPeer(address, 'send');
     const p = checkPort(port, 'send', 1);
-    if (addr === '255.255.255.255' && !this.broadcast) throw errnoError('EACCES', 'send', 'broadcast without SO_BROADCAST');
+    if ((addr === '255.255.255.255' || addr === '::ffff:255.255.255.255') && !this.broadcast) {
+      throw errnoError('EACCES', 'send', 'broadcast without SO_BROADCAST');
+    }
     // A copy: node:dgram keeps the buffer until the (possibly deferred) send, the caller may reuse it.
-    this.ensureSocket('send').send(Buffer.from(data), p, addr, this.sendDone);
+    const s = this.ensureSocket('send');
+    s.send(Buffer.from(data), p, addr, this.sendDone);
+    this.implicitBind();
   }
 
   receive(): Datagram | null {
@@ -271,6 +389,7 @@ export class HostDatagramSocket implements DatagramSocket {
     const p = this.pendingBind;
     this.pendingBind = null;
     p?.reject(errnoError('EBADF', 'bind', 'closed while binding'));
+    if (this.pendingConnect !== null) this.failConnect(errnoError('EBADF', 'connect', 'closed while connecting'));
     this.sock?.close();
   }
 
@@ -375,12 +494,34 @@ export class HostDatagramSocket implements DatagramSocket {
       case 'IPV6_JOIN_GROUP': {
         const [group, iface] = parseMembership(name, value, this.family);
         if (this.memberships.length >= 20) throw errnoError('ENOBUFS', 'setsockopt', 'at most 20 memberships (igmp_max_memberships)');
-        s?.addMembership(group, iface);
+        try {
+          if (s !== null) s.addMembership(group, iface);
+          else this.probeMembership(group, iface);
+        } catch (err) {
+          throw errnoErrorLike(asSocketError(err), 'setsockopt', `${name} ${group}${iface === undefined ? '' : `,${iface}`}`);
+        }
         this.memberships.push([group, iface]);
         return;
       }
       default:
         throw errnoError('ENOPROTOOPT', 'setsockopt', name);
+    }
+  }
+
+  /**
+   * Linux checks a membership in setsockopt, bound or not; node:dgram can join only on a bound
+   * socket, and this one is not bound yet. So the kernel checks it on a throwaway socket (libuv
+   * binds it to the any-address on the spot): the memberships already kept, then the new one —
+   * ENODEV for an interface address no interface has, EADDRINUSE for a group already joined on
+   * that interface, as Linux answers.
+   */
+  private probeMembership(group: string, iface: string | undefined): void {
+    const probe = createSocket({ type: this.family === 6 ? 'udp6' : 'udp4', ipv6Only: this.ipv6Only });
+    try {
+      for (const [g, i] of this.memberships) probe.addMembership(g, i);
+      probe.addMembership(group, iface);
+    } finally {
+      probe.close();
     }
   }
 
@@ -393,6 +534,20 @@ export class HostDatagramSocket implements DatagramSocket {
     this.refed = false;
     this.sock?.unref();
   }
+}
+
+interface Pending {
+  resolve: () => void;
+  reject: (e: SocketError) => void;
+}
+
+/** `e`'s code and errno under another syscall name (Node names addMembership's syscall so). */
+function errnoErrorLike(e: SocketError, syscall: string, detail: string): SocketError {
+  const out = new Error(`${syscall} ${e.code}: ${detail}`) as SocketError;
+  out.code = e.code;
+  if (e.errno !== undefined) out.errno = e.errno;
+  out.syscall = syscall;
+  return out;
 }
 
 /** "group" or "group,interfaceAddress" (the local address of the interface to join on). */

@@ -7,3 +7,4 @@ export { HostListenSocket } from './listen.js';
 export type { HostListenStats } from './listen.js';
 export { HostDatagramSocket } from './datagram.js';
 export type { HostDatagramStats } from './datagram.js';
+export { DEFAULT_ORPHAN_TIMEOUT_MS } from './stream.js';

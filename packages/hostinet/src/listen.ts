@@ -34,16 +34,22 @@ export class HostListenSocket implements ListenSocket {
   private listening = false;
   private closed = false;
   private address: { address: string; port: number } = { address: '', port: 0 };
+  /** How many established connections may wait for accept() (at least 1). */
+  private readonly backlog: number;
 
   /** @internal Use the provider's listen(). */
   constructor(
     family: Family,
     private readonly host: string,
     private readonly port: number,
-    private readonly backlog: number,
+    backlog: number,
     ipv6Only: boolean,
+    private readonly orphanTimeoutMs?: number,
   ) {
     this.family = family;
+    // Linux accepts backlog 0 and still queues one connection (the queue is full only when it
+    // holds more than the backlog).
+    this.backlog = Math.max(1, backlog);
     this.ipv6Only = ipv6Only;
     this.server = new Server({ pauseOnConnect: true, allowHalfOpen: true });
     this.server.on('connection', (sock: Socket) => this.handleConnection(sock));
@@ -78,7 +84,12 @@ export class HostListenSocket implements ListenSocket {
       sock.resetAndDestroy();
       return;
     }
-    const s = new HostStreamSocket(sock, familyOf(sock.remoteFamily), this.opts);
+    const s = new HostStreamSocket(sock, familyOf(sock.remoteFamily), {
+      inherit: this.opts,
+      // Linux copies IPV6_V6ONLY to the accepted socket.
+      v6Only: this.family === 6 && this.ipv6Only,
+      ...(this.orphanTimeoutMs !== undefined ? { orphanTimeoutMs: this.orphanTimeoutMs } : {}),
+    });
     this.queue.push(s);
     // A connection that fails before it is accepted leaves the queue.
     sock.once('close', () => {

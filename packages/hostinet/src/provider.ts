@@ -12,7 +12,7 @@ import type {
 import { PROVIDER_NAME, checkPort, literalFamily } from './common.js';
 import { HostDatagramSocket } from './datagram.js';
 import { HostListenSocket } from './listen.js';
-import { HostStreamSocket } from './stream.js';
+import { DEFAULT_ORPHAN_TIMEOUT_MS, HostStreamSocket } from './stream.js';
 import { warnOnce } from './warning.js';
 
 export interface HostinetOptions {
@@ -21,6 +21,11 @@ export interface HostinetOptions {
    * false for a program that has made the choice knowingly.
    */
   warn?: boolean;
+  /**
+   * Milliseconds a stream socket closed with close() may take to hand its remaining bytes to the
+   * kernel before it is reset (the orphan deadline; see HostStreamSocket). Default 60 000.
+   */
+  orphanTimeoutMs?: number;
 }
 
 /**
@@ -30,6 +35,11 @@ export interface HostinetOptions {
  */
 export function hostinet(options: HostinetOptions = {}): SocketProvider {
   const warn = options.warn !== false;
+  const orphanTimeoutMs = options.orphanTimeoutMs ?? DEFAULT_ORPHAN_TIMEOUT_MS;
+  // setTimeout's range: 0 .. 2^31 - 1 ms.
+  if (!Number.isInteger(orphanTimeoutMs) || orphanTimeoutMs < 0 || orphanTimeoutMs > 0x7fffffff) {
+    throw errnoError('EINVAL', undefined, `orphanTimeoutMs ${String(orphanTimeoutMs)}`);
+  }
   return {
     name: PROVIDER_NAME,
 
@@ -37,7 +47,8 @@ export function hostinet(options: HostinetOptions = {}): SocketProvider {
       warnOnce(warn);
       const port = checkPort(o.port, 'listen');
       const backlog = o.backlog ?? 511;
-      if (!Number.isInteger(backlog) || backlog < 1) throw errnoError('EINVAL', 'listen', `backlog ${String(backlog)}`);
+      // Linux, Node and netstack accept 0 (one connection still queues).
+      if (!Number.isInteger(backlog) || backlog < 0) throw errnoError('EINVAL', 'listen', `backlog ${String(backlog)}`);
       let family = o.family;
       if (family !== undefined && family !== 4 && family !== 6) throw errnoError('EAFNOSUPPORT', 'listen', `family ${String(family)}`);
       let host = o.host;
@@ -51,7 +62,7 @@ export function hostinet(options: HostinetOptions = {}): SocketProvider {
         if (family === 6 && f === 4) throw errnoError('EINVAL', 'listen', host);
         family = f;
       }
-      const ls = new HostListenSocket(family, host, port, backlog, o.ipv6Only === true);
+      const ls = new HostListenSocket(family, host, port, backlog, o.ipv6Only === true, orphanTimeoutMs);
       for (const opt of o.options ?? []) ls.setsockopt(opt.level, opt.name, opt.value);
       await ls.start();
       return ls;
@@ -66,7 +77,7 @@ export function hostinet(options: HostinetOptions = {}): SocketProvider {
       }
       const localPort = o.localPort === undefined ? undefined : checkPort(o.localPort, 'bind');
       const sock = new Socket({ allowHalfOpen: true });
-      const s = new HostStreamSocket(sock, family);
+      const s = new HostStreamSocket(sock, family, { orphanTimeoutMs });
       // Before connect(): node:net keeps keepalive/nodelay and applies them to the new descriptor.
       for (const opt of o.options ?? []) s.setsockopt(opt.level, opt.name, opt.value);
       s.startReading();

@@ -5,9 +5,34 @@ import { PROVIDER_NAME, asSocketError } from './common.js';
 import { TcpOptionState, checkHostOption } from './options.js';
 
 /**
+ * How long a closed socket may go without handing any more of its bytes to the kernel before it
+ * is reset (the orphan deadline). Linux gives up on an orphaned connection whose peer stops
+ * reading after a comparable time (tcp_orphan_retries of zero-window probes, tcp_fin_timeout 60 s).
+ */
+export const DEFAULT_ORPHAN_TIMEOUT_MS = 60_000;
+
+/** @internal How a HostStreamSocket starts (see its constructor). */
+export interface HostStreamInit {
+  /** A listener's options, inherited by an accepted socket. */
+  inherit?: TcpOptionState;
+  /** IPV6_V6ONLY as getsockopt reports it: the listener's value for an accepted socket. */
+  v6Only?: boolean;
+  /** The orphan deadline; {@link DEFAULT_ORPHAN_TIMEOUT_MS} when absent. */
+  orphanTimeoutMs?: number;
+}
+
+/**
  * A StreamSocket over a net.Socket in paused mode (the pull model): 'readable' → onReadable,
  * read() → socket.read(), 'drain' → onWritable. Every socket is allowHalfOpen: a FIN from the
  * peer ends reading only; the user (or the façade) decides when to end its own side.
+ *
+ * close() without a reset orphans the connection, like a kernel: onClose follows on the next
+ * tick, the net.Socket is unref'd and flushes what Node still holds in the background, then
+ * sends its FIN and closes. If a whole orphan deadline passes without progress (no write of
+ * Node's completed: the peer stopped reading), the connection is reset. A closed socket does not keep the process
+ * alive, except that a write libuv still has pending (Node's bytes the kernel has not taken yet)
+ * is an active request that holds the event loop until it completes or the deadline resets it —
+ * so the process exits at most the deadline after close(), and never loses bytes by exiting early.
  */
 export class HostStreamSocket implements StreamSocket {
   readonly provider = PROVIDER_NAME;
@@ -31,23 +56,32 @@ export class HostStreamSocket implements StreamSocket {
   private reading = false;
   /** A reset was asked for while libuv's shutdown request was pending: RST once it completes. */
   private resetAfterFinish = false;
+  private readonly v6Only: boolean;
+  private readonly orphanTimeoutMs: number;
+  /** After close(): resets the orphan if it has not finished by the deadline. */
+  private orphanTimer: NodeJS.Timeout | null = null;
+  /** Node's writableLength when the orphan deadline was armed: less at expiry means progress. */
+  private orphanMark = 0;
 
   /**
    * `sock` is either a fresh net.Socket (connect() follows) or one a server accepted with
    * pauseOnConnect (reading starts at {@link startReading}, when the user accepts it).
    */
-  constructor(sock: Socket, family: Family, inherit?: TcpOptionState) {
+  constructor(sock: Socket, family: Family, init: HostStreamInit = {}) {
     this.sock = sock;
     this.family = family;
+    this.v6Only = init.v6Only === true;
+    this.orphanTimeoutMs = init.orphanTimeoutMs ?? DEFAULT_ORPHAN_TIMEOUT_MS;
+    const inherit = init.inherit;
     sock.on('error', (err: Error) => {
       this.error ??= asSocketError(err);
     });
     sock.on('close', () => {
-      if (this.closeFired) return;
-      this.closeFired = true;
-      const cb = this.onClose;
-      this.clearCallbacks();
-      cb?.(this.userClosed ? undefined : this.error);
+      if (this.orphanTimer !== null) {
+        clearTimeout(this.orphanTimer);
+        this.orphanTimer = null;
+      }
+      this.reportClose();
     });
     sock.on('connect', () => {
       if (!this.live()) return;
@@ -84,6 +118,15 @@ export class HostStreamSocket implements StreamSocket {
       if (!this.live()) return;
       this.onReadable?.();
     });
+  }
+
+  /** onClose, once: without an error after close()/abort(). */
+  private reportClose(): void {
+    if (this.closeFired) return;
+    this.closeFired = true;
+    const cb = this.onClose;
+    this.clearCallbacks();
+    cb?.(this.userClosed ? undefined : this.error);
   }
 
   private live(): boolean {
@@ -166,21 +209,42 @@ export class HostStreamSocket implements StreamSocket {
     if (this.userClosed) return;
     this.userClosed = true;
     this.wantWritable = false;
-    if (this.sock.destroyed) return;
-    if (this.opts.lingerZero || this.sock.readableLength > 0) {
+    const sock = this.sock;
+    if (sock.destroyed) return;
+    if (this.opts.lingerZero || sock.readableLength > 0) {
       // Linux answers close() with RST when received data is unread (RFC 2525 §2.17) or
       // SO_LINGER is {1, 0}. Data still in the kernel (Node stops reading at its highWaterMark)
       // makes the kernel reset on its own when destroy() closes the descriptor.
       this.reset();
       return;
     }
-    if (this.sock.writableFinished) {
-      this.sock.destroy();
+    // The user is done: report now (on the next tick, never re-entrantly) and let the connection
+    // finish as an orphan — FIN after the queued data, then 'finish' → destroy().
+    sock.unref();
+    if (sock.writableFinished) sock.destroy();
+    else {
+      if (!sock.writableEnded) sock.end();
+      this.orphanMark = sock.writableLength;
+      this.orphanTimer = setTimeout(this.orphanExpired, this.orphanTimeoutMs);
+      this.orphanTimer.unref();
+    }
+    process.nextTick(() => this.reportClose());
+  }
+
+  /** The orphan deadline passed: RST, unless the kernel took more of Node's bytes meanwhile. */
+  private readonly orphanExpired = (): void => {
+    const sock = this.sock;
+    const len = sock.writableLength;
+    if (!sock.connecting && len < this.orphanMark && this.orphanTimer !== null) {
+      this.orphanMark = len;
+      this.orphanTimer.refresh();
       return;
     }
-    // FIN after the queued data, then 'finish' → destroy().
-    this.sock.end();
-  }
+    this.orphanTimer = null;
+    // Everything is in the kernel: the FIN follows within a loop turn ('finish' → destroy()).
+    if (!sock.connecting && len === 0) return;
+    this.reset();
+  };
 
   abort(): void {
     if (this.userClosed && this.sock.destroyed) return;
@@ -198,14 +262,12 @@ export class HostStreamSocket implements StreamSocket {
       sock.destroy();
       return;
     }
-    if (sock.writableEnded && !sock.writableFinished) {
+    if (sock.writableEnded && !sock.writableFinished && sock.writableLength === 0) {
       // libuv refuses a reset while a shutdown request is pending (uv_tcp_close_reset → EINVAL),
-      // and Node then never closes the handle. With nothing left to write the shutdown completes
-      // on the next loop turn: reset then ('finish'). With data still queued in Node the FIN
-      // may wait on the peer, so close the descriptor now; the kernel resets only if it holds
-      // unread received data, otherwise it sends what it already has and a FIN.
-      if (sock.writableLength === 0) this.resetAfterFinish = true;
-      else sock.destroy();
+      // and Node then never closes the handle. Node issues the shutdown only once every write
+      // completed, and with nothing left to write it completes on the next loop turn: reset
+      // then ('finish'). While writes are still pending no shutdown was issued: reset at once.
+      this.resetAfterFinish = true;
       return;
     }
     sock.resetAndDestroy();
@@ -213,8 +275,9 @@ export class HostStreamSocket implements StreamSocket {
 
   getsockopt(level: SocketOptionLevel, name: string): SocketOptionValue {
     checkHostOption(level, name, 'stream', this.family, false);
-    // IPV6_V6ONLY: node:net never sets it on a connecting socket.
-    if (name === 'IPV6_V6ONLY') return 0;
+    // IPV6_V6ONLY: inherited from the listener by an accepted socket (like Linux); node:net never
+    // sets it on a connecting socket, and setsockopt cannot (EINVAL below).
+    if (name === 'IPV6_V6ONLY') return this.v6Only ? 1 : 0;
     const v = this.opts.get(name, this.family, false);
     if (v === undefined) throw errnoError('ENOPROTOOPT', 'getsockopt', name);
     return v;
@@ -239,7 +302,8 @@ export class HostStreamSocket implements StreamSocket {
   }
 
   ref(): void {
-    this.sock.ref();
+    // A closed socket never holds the process again (see the class comment).
+    if (!this.userClosed) this.sock.ref();
   }
 
   unref(): void {
