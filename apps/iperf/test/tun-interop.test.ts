@@ -104,7 +104,11 @@ function parse(label: string, text: string): Doc {
  * tcp_wmem[2] + tcp_rmem[2] or usernet's 4 MiB + 6 MiB, whichever end is which. Kernel to kernel in
  * a namespace (3 s, this machine) the difference was 1.3-9.6 MB per stream, well inside the bound;
  * usernet-iperf itself waits for its sender's queue to be acknowledged and reads up to the FIN as
- * a client receiver, so only the kernel's part remains.
+ * a client receiver, so only the kernel's part remains. On top of that the two ends stop counting
+ * at different moments: the client stops when it sends TEST_END, a server sender only when it
+ * has read it, and what it writes in between is never counted as received. With -R under load
+ * (CI runs test files in parallel on two cores) that lag was seen near 0.7 s, so the check allows
+ * one second of the stream's own average rate more (see `agree`).
  */
 function inFlightBound(kernel: { wmem: number; rmem: number }): number {
   return Math.max(kernel.wmem, NETSTACK_WMEM_MAX) + Math.max(kernel.rmem, NETSTACK_RMEM_MAX);
@@ -172,7 +176,7 @@ function agree(c: Doc, s: Doc, flags: string[], bound: number): void {
     expect(p.sent).toBeGreaterThan(0);
     expect(p.received).toBeGreaterThan(0);
     expect(p.received).toBeLessThanOrEqual(p.sent);
-    expect(p.sent - p.received).toBeLessThanOrEqual(bound);
+    expect(p.sent - p.received).toBeLessThanOrEqual(bound + p.sent / SECONDS);
   }
 }
 

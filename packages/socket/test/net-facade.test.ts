@@ -12,6 +12,7 @@ import type { Stack } from '@usernet/stack';
 import { createStack } from '@usernet/stack';
 import { createMemoryLinkPair } from '@usernet/link-memory';
 import { ipv4 } from '@usernet/ipv4';
+import type { TCPProtocol } from '@usernet/tcp';
 import { tcp } from '@usernet/tcp';
 import { udp } from '@usernet/udp';
 import { hostinet } from '@usernet/hostinet';
@@ -29,7 +30,7 @@ interface Env {
   client: Net;
   /** The server's address as clients reach it. */
   host: string;
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 function netstackEnv(): Env {
@@ -44,11 +45,23 @@ function netstackEnv(): Env {
     server: createNet({ stack: b }),
     client: createNet({ stack: a }),
     host: B,
-    close: () => {
+    close: async () => {
+      // stack.close() aborts open connections with ECONNABORTED (an 'error' on a socket nobody
+      // listens to): let those a test left closing finish their FIN exchange first.
+      await settle([a, b]);
       a.close();
       b.close();
     },
   };
+}
+
+/** Waits (a bounded number of event-loop turns) until every TCP connection is done or in TIME_WAIT. */
+async function settle(stacks: Stack[]): Promise<void> {
+  const busy = (s: Stack): boolean => {
+    const t = s.transport<TCPProtocol>('tcp');
+    return t.connectionCount > t.timeWaitCount;
+  };
+  for (let i = 0; i < 200 && stacks.some(busy); i++) await new Promise((r) => setImmediate(r));
 }
 
 function hostinetEnv(): Env {
@@ -136,9 +149,9 @@ describe.each([
   beforeEach(() => {
     env = makeEnv();
   });
-  afterEach(() => {
+  afterEach(async () => {
     for (const c of cleanups.splice(0)) c();
-    env.close();
+    await env.close();
   });
   function track<T extends NetServer | NetSocket>(x: T): T {
     cleanups.push(() => {
@@ -522,7 +535,7 @@ describe('node:net façade name resolution over netstack', () => {
       expect(events).toEqual(['lookup getaddrinfo ENOTFOUND example.invalid']);
       expect(await closing).toBe(true);
     } finally {
-      env.close();
+      await env.close();
     }
   });
 
@@ -552,9 +565,11 @@ describe('node:net façade name resolution over netstack', () => {
       c.destroy();
       peer.destroy();
       server.close();
+      // A closed socket holds the process until its connection is done (its FIN acknowledged).
+      for (let i = 0; i < 200 && processHolders() !== base; i++) await new Promise((r) => setImmediate(r));
       expect(processHolders()).toBe(base);
     } finally {
-      env.close();
+      await env.close();
     }
   });
 
@@ -570,7 +585,7 @@ describe('node:net façade name resolution over netstack', () => {
       expect((await readAll(c)).toString()).toBe('any');
       server.close();
     } finally {
-      env.close();
+      await env.close();
     }
   });
 });

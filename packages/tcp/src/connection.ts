@@ -69,6 +69,14 @@ export interface TcpConnectionOptions {
    * sends them without DF, so routers fragment them (IP_PMTUDISC_DONT).
    */
   pathMtuDiscovery?: boolean;
+  /**
+   * Per-family values of ttl / tos / pathMtuDiscovery, chosen by the connection's network family
+   * when it is created; they win over the plain fields. A dual-stack IPv6 listener's IPv4
+   * children take `v4` (its IPPROTO_IP options) and its IPv6 children `v6` (IPPROTO_IPV6), like
+   * Linux, where an IPv6 socket's IP_* options act on its IPv4-mapped traffic only.
+   */
+  v4?: TcpIpOptions;
+  v6?: TcpIpOptions;
   /** TCP_QUICKACK before the connection opens: false starts with delayed ACKs (default true: quick-ack mode). */
   quickAck?: boolean;
   /** SO_KEEPALIVE and TCP_KEEPIDLE / TCP_KEEPINTVL (ms) / TCP_KEEPCNT from the start. */
@@ -76,6 +84,13 @@ export interface TcpConnectionOptions {
   keepAliveIdle?: number;
   keepAliveInterval?: number;
   keepAliveCount?: number;
+}
+
+/** IP-level options of one network family (see TcpConnectionOptions.v4 / v6). */
+export interface TcpIpOptions {
+  ttl?: number;
+  tos?: number;
+  pathMtuDiscovery?: boolean;
 }
 
 /** TCP_MAXSEG bounds (Linux's TCP_MIN_MSS and MAX_TCP_WINDOW). */
@@ -166,6 +181,11 @@ export class TcpConnection {
   onClose: ((err?: UsernetError) => void) | null = null;
   /** Our FIN was acknowledged: everything written has been delivered (SO_LINGER waits for this). */
   onFinAcked: (() => void) | null = null;
+  /**
+   * Called synchronously from the stack's close(), before onClose(ECONNABORTED) follows from the
+   * timer: bookkeeping only (a socket layer lets go of what it holds), no calls into the stack.
+   */
+  onStackClose: (() => void) | null = null;
 
   state: TcpState = 'CLOSED';
   readonly localAddress: IPAddress;
@@ -233,6 +253,8 @@ export class TcpConnection {
   private finSeq = 0;
   private peerFin = false;
   private userClosed = false;
+  /** Closed by the user and still finishing: counted in the protocol's orphans. */
+  private orphaned = false;
   private wasEstablished = false;
   private countedEstab = false;
   private inTimeWait = false;
@@ -379,9 +401,13 @@ export class TcpConnection {
     if (opts.windowClamp !== undefined) this.setWindowClamp(opts.windowClamp);
     if (opts.synRetries !== undefined) this.setSynRetries(opts.synRetries);
     if (opts.finWait2Timeout !== undefined) this.setFinWait2Timeout(opts.finWait2Timeout);
-    if (opts.ttl !== undefined) this.setTtl(opts.ttl);
-    if (opts.tos !== undefined) this.setTos(opts.tos);
-    if (opts.pathMtuDiscovery !== undefined) this.writeParams.dontFragment = opts.pathMtuDiscovery;
+    const ip = this.version === 4 ? opts.v4 : opts.v6;
+    const ttl = ip?.ttl ?? opts.ttl;
+    const tos = ip?.tos ?? opts.tos;
+    const pmtud = ip?.pathMtuDiscovery ?? opts.pathMtuDiscovery;
+    if (ttl !== undefined) this.setTtl(ttl);
+    if (tos !== undefined) this.setTos(tos);
+    if (pmtud !== undefined) this.writeParams.dontFragment = pmtud;
     if (opts.keepAlive !== undefined || opts.keepAliveIdle !== undefined || opts.keepAliveInterval !== undefined || opts.keepAliveCount !== undefined) {
       this.setKeepAlive(opts.keepAlive ?? false, opts.keepAliveIdle, opts.keepAliveInterval, opts.keepAliveCount);
     }
@@ -518,6 +544,20 @@ export class TcpConnection {
     }
     this.shutdown();
     if (this.state === 'FIN_WAIT_2') this.fw2At = this.clock.now() + this.finWait2Timeout;
+    if ((this.state as TcpState) !== 'CLOSED' && !this.inTimeWait) {
+      const p = this.proto;
+      if (p.orphans >= this.cfg.maxOrphans) {
+        // Too many orphans (Linux tcp_close with tcp_check_oom): reset instead of lingering.
+        p.stats.TCPAbortOnMemory++;
+        if (this.synchronized()) this.sendRst(this.sndNxt);
+        this.destroy();
+        this.raise(EV_CLOSE);
+        this.deferEvents();
+        return;
+      }
+      this.orphaned = true;
+      p.orphans++;
+    }
     this.rearm();
   }
 
@@ -648,6 +688,38 @@ export class TcpConnection {
     this.rcvBuf = checkSize('receiveBufferSize', bytes, 0);
     this.rcvBufLocked = true;
     this.windowUpdate();
+  }
+
+  /** True once SO_RCVBUF fixed the receive buffer (no auto-tuning). */
+  get receiveBufferLocked(): boolean {
+    return this.rcvBufLocked;
+  }
+
+  /**
+   * Raises the receive buffer to at least `bytes` (capped by the stack's maxReceiveBufferSize)
+   * without locking it, like Linux's tcp_set_rcvlowat does for an SO_RCVLOWAT the buffer could
+   * not hold. No-op when SO_RCVBUF locked the buffer.
+   */
+  growReceiveBuffer(bytes: number): void {
+    if (this.rcvBufLocked) return;
+    const want = Math.min(Math.ceil(bytes), this.cfg.maxReceiveBufferSize);
+    if (want <= this.rcvBuf) return;
+    this.rcvBuf = want;
+    this.windowUpdate();
+  }
+
+  /**
+   * Whether a reader waiting for `lowat` bytes should be woken (Linux tcp_epollin_ready): some
+   * data is queued and either there are `lowat` bytes, or the window the peer may still fill is
+   * at most one MSS (the buffer is full, or the window cannot open further), so waiting for more
+   * would deadlock.
+   */
+  readableFor(lowat: number): boolean {
+    const avail = this.rcvQueue.length;
+    if (avail <= 0) return false;
+    if (avail >= lowat || this.peerFin) return true;
+    if (!this.synchronized()) return false;
+    return seqDiff(this.rcvAdv, this.rcvNxt) <= this.rcvMss;
   }
 
   /** TCP_MAXSEG clamp (0: none). */
@@ -1837,7 +1909,9 @@ export class TcpConnection {
     }
     if (!this.synchronized() || this.sndUna === this.sndNxt) return;
     st.TCPTimeouts++;
-    if (this.rtoCount >= this.cfg.retries || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
+    // An orphan gives up sooner (Linux tcp_write_timeout with tcp_orphan_retries).
+    const limit = this.orphaned ? Math.min(this.cfg.retries, this.cfg.orphanRetries) : this.cfg.retries;
+    if (this.rtoCount >= limit || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
       st.TCPAbortOnTimeout++;
       this.fail('ETIMEDOUT', 'write');
       return;
@@ -1871,6 +1945,16 @@ export class TcpConnection {
       this.maxSndWnd = 0;
       this.sendNew(now, this.ccState.cwnd);
       this.maxSndWnd = saveMax;
+      return;
+    }
+    if (this.orphaned && this.persistBackoff >= this.cfg.orphanRetries) {
+      // An orphan whose peer keeps its window shut (Linux tcp_probe_timer for a dead socket:
+      // icsk_backoff, reset only when the window opens, reached tcp_orphan_retries): give up
+      // so the peer cannot pin the connection and its send buffer. The peer is alive (it
+      // answers probes), so unlike Linux it is told with a RST.
+      this.proto.stats.TCPAbortOnTimeout++;
+      this.sendRst(this.sndNxt);
+      this.fail('ETIMEDOUT', 'write');
       return;
     }
     // Zero-window probe: a segment the receiver must answer with its window (like Linux, an
@@ -1994,6 +2078,7 @@ export class TcpConnection {
   }
 
   private enterTimeWait(now: number): void {
+    this.unorphan();
     this.rtoAt = this.persistAt = this.kaAt = this.fw2At = this.delackAt = this.paceAt = Infinity;
     this.sendBuf.clear();
     this.ooo.clear();
@@ -2010,6 +2095,31 @@ export class TcpConnection {
     this.twAt = now + 2 * this.cfg.msl;
   }
 
+  /** No longer an orphan (CLOSED or TIME_WAIT). */
+  private unorphan(): void {
+    if (!this.orphaned) return;
+    this.orphaned = false;
+    this.proto.orphans--;
+  }
+
+  /**
+   * @internal The stack closes: an open connection fails with ECONNABORTED (onClose(err) from
+   * the timer, once); TIME_WAIT and CLOSED ones just go. Nothing is sent.
+   */
+  stackClosed(): void {
+    const cb = this.onStackClose;
+    this.onStackClose = null;
+    if (cb !== null) cb();
+    if (this.state === 'CLOSED' || this.inTimeWait) {
+      this.destroy();
+      return;
+    }
+    if (this.error === null) this.error = new UsernetError('ECONNABORTED', 'read', `${this.remoteAddress.toString()}:${this.remotePort}`);
+    this.destroy();
+    this.raise(EV_CLOSE);
+    this.deferEvents();
+  }
+
   /** Fails with `code`: CLOSED, onClose(err). */
   private fail(code: ErrnoCode, syscall: string): void {
     if (this.error === null) this.error = new UsernetError(code, syscall, `${this.remoteAddress.toString()}:${this.remotePort}`);
@@ -2020,6 +2130,7 @@ export class TcpConnection {
   /** @internal Removes the connection from the tables and stops its timers (CLOSED). */
   destroy(): void {
     if (this.state === 'CLOSED' && !this.inTimeWait) return;
+    this.unorphan();
     if (this.inTimeWait) {
       this.inTimeWait = false;
       this.proto.timeWaitCount--;

@@ -1,7 +1,7 @@
 export { TCP_COUNTERS, TCP_PROTOCOL_NUMBER, TCPProtocol, networkHeaderSize, tcp } from './tcp.js';
 export type { TcpCounter, TcpOptions } from './tcp.js';
 export { TcpConnection } from './connection.js';
-export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpState } from './connection.js';
+export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpIpOptions, TcpState } from './connection.js';
 export { TcpListener } from './listener.js';
 export type { TcpListenOptions } from './listener.js';
 export { Rfc6675Recovery } from './recovery.js';

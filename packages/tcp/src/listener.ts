@@ -64,6 +64,18 @@ export const BIND_REUSE_PORT = 2;
 export class TcpListener {
   /** Called once per batch in which new connections became ready for {@link accept}. */
   onConnection: (() => void) | null = null;
+  /**
+   * Called once when the listener is closed by the stack (the stack closed), not after the
+   * owner's own {@link close}; from inside the stack's close(), so keep it to bookkeeping
+   * (a socket layer lets go of what it holds for the listener).
+   */
+  onClose: (() => void) | null = null;
+  /**
+   * Called (synchronously, from the packet that did it) each time a child completes the
+   * handshake and enters the accept queue: the moment Linux copies the listener's socket
+   * options into the new socket. Bookkeeping only: do not call into the stack from it.
+   */
+  onChildEstablished: ((c: TcpConnection) => void) | null = null;
   /** @internal */ dirty = false;
   /** @internal Half-open children (SYN_RECEIVED). */
   synQueue = 0;
@@ -177,6 +189,17 @@ export class TcpListener {
     this.proto.removeListener(this);
     for (const c of this.acceptQueue.splice(0)) c.abort();
     this.proto.forEachChild(this, (c) => c.abort());
+  }
+
+  /** @internal The stack closes: close, then tell the owner through onClose. */
+  closeByStack(): void {
+    if (this.closed) return;
+    this.close();
+    const cb = this.onClose;
+    this.onClose = null;
+    this.onConnection = null;
+    this.onChildEstablished = null;
+    if (cb !== null) cb();
   }
 
   /** @internal RFC 9293 §3.10.7.2: a segment for the LISTEN state. */
@@ -344,6 +367,7 @@ export class TcpListener {
     this.synQueue--;
     this.acceptQueue.push(c);
     this.proto.markListenerDirty(this);
+    if (this.onChildEstablished !== null) this.onChildEstablished(c);
     return true;
   }
 

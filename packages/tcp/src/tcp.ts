@@ -83,6 +83,23 @@ export interface TcpOptions {
   synAckRetries?: number;
   /** Data retransmissions before ETIMEDOUT (tcp_retries2). Default 15. */
   retries?: number;
+  /**
+   * Orphans allowed stack-wide (tcp_max_orphans): connections closed by the user that are still
+   * delivering data, waiting for their FIN to be acknowledged or for the peer's FIN (FIN_WAIT_1,
+   * FIN_WAIT_2, CLOSING, LAST_ACK; TIME_WAIT has its own limit). A close() that would make one
+   * more resets the connection instead (counted in TCPAbortOnMemory). Default 8192: each orphan
+   * may keep its send buffer (up to maxSendBufferSize), so this bounds the memory a set of stalled
+   * peers can pin after the application let go (Linux sizes its default from RAM, 4096 per 128 MB
+   * or so; 8192 suits a userspace process).
+   */
+  maxOrphans?: number;
+  /**
+   * Retransmission timeouts and zero-window probes an orphan tries before it gives up (like
+   * tcp_orphan_retries, whose 0 means 8 on Linux). The probe count only resets when the peer opens
+   * its window, so a peer that keeps answering with window 0 cannot keep an orphan (and its send
+   * buffer) alive: after this many probes it is reset (TCPAbortOnTimeout). Default 8.
+   */
+  orphanRetries?: number;
   /** Challenge ACKs per second, stack-wide (RFC 5961 §7). Default 1000. */
   challengeAckLimit?: number;
   /** Ephemeral port range. Default [32768, 60999]. */
@@ -133,6 +150,7 @@ export const TCP_COUNTERS = [
   'TCPAbortOnClose',
   'TCPAbortOnTimeout',
   'TCPAbortOnLinger',
+  'TCPAbortOnMemory',
   'DelayedACKs',
   'TCPOFOQueue',
   'TCPOFODrop',
@@ -168,6 +186,8 @@ export interface TcpConfig {
   synRetries: number;
   synAckRetries: number;
   retries: number;
+  maxOrphans: number;
+  orphanRetries: number;
   challengeAckLimit: number;
   portLow: number;
   portHigh: number;
@@ -222,6 +242,8 @@ export class TCPProtocol implements TransportProtocol {
   private readonly listeners = new Map<number, TcpListener[]>();
   /** @internal Connections in TIME_WAIT (stack-wide count, bounded by timeWaitLimit). */
   timeWaitCount = 0;
+  /** @internal Orphaned connections (closed by the user, not yet CLOSED or TIME_WAIT), bounded by maxOrphans. */
+  orphans = 0;
   private dirty: TcpConnection[] = [];
   private spareDirty: TcpConnection[] = [];
   private dirtyListeners: TcpListener[] = [];
@@ -762,12 +784,22 @@ export class TCPProtocol implements TransportProtocol {
     if (failed) throw firstError;
   }
 
-  /** Aborts every connection and closes every listener. */
+  /** Connections closed by the user that are still finishing (see TcpOptions.maxOrphans). */
+  get orphanCount(): number {
+    return this.orphans;
+  }
+
+  /**
+   * The stack closes: every listener is closed (its unaccepted connections reset) and tells its
+   * owner through {@link TcpListener.onClose}; every open connection fails with ECONNABORTED
+   * (onClose(err), reported from its timer like any error, once); TIME_WAIT entries go quietly.
+   * No segment is sent for the failed connections: the stack is going away.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
-    for (const list of [...this.conns.values()]) for (const c of [...list]) c.destroy();
+    for (const list of [...this.listeners.values()]) for (const l of [...list]) l.closeByStack();
+    for (const list of [...this.conns.values()]) for (const c of [...list]) c.stackClosed();
   }
 }
 
@@ -834,6 +866,8 @@ function resolveOptions(o: TcpOptions): TcpConfig {
     synRetries: posInt('synRetries', o.synRetries, 6, 0),
     synAckRetries: posInt('synAckRetries', o.synAckRetries, 5, 0),
     retries: posInt('retries', o.retries, 15, 1),
+    maxOrphans: posInt('maxOrphans', o.maxOrphans, 8192, 0),
+    orphanRetries: posInt('orphanRetries', o.orphanRetries, 8, 1),
     challengeAckLimit: posInt('challengeAckLimit', o.challengeAckLimit, 1000, 0),
     portLow: lo,
     portHigh: hi,

@@ -103,6 +103,12 @@ export class UdpEndpoint {
    * connected endpoint; the same error is thrown once by the next {@link send}.
    */
   onError: ((err: UsernetError) => void) | null = null;
+  /**
+   * Called once when the stack closes this endpoint (the stack closed), not after the owner's
+   * own {@link close}; from inside the stack's close(), so keep it to bookkeeping (a socket
+   * layer lets go of what it holds for the endpoint).
+   */
+  onClose: (() => void) | null = null;
 
   /** @internal Bound local address (the family's "any" address for a wildcard bind); null when unbound. */
   local: IPAddress | null = null;
@@ -429,6 +435,15 @@ export class UdpEndpoint {
     this.pendingError = null;
     this.onReadable = null;
     this.onError = null;
+    this.onClose = null;
+  }
+
+  /** @internal The stack closes: close, then tell the owner through onClose. */
+  closeByStack(): void {
+    if (this.closed) return;
+    const cb = this.onClose;
+    this.close();
+    if (cb !== null) cb();
   }
 
   /**

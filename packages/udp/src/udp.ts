@@ -479,13 +479,13 @@ export class UDPProtocol implements TransportProtocol {
     return n;
   }
 
-  /** Closes every endpoint. */
+  /** Closes every endpoint, telling each owner through {@link UdpEndpoint.onClose}. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const all: UdpEndpoint[] = [];
     for (const t of this.ports) for (const l of t.values()) all.push(...l);
-    for (const ep of all) ep.close();
+    for (const ep of all) ep.closeByStack();
     this.dirty.length = 0;
   }
 }

@@ -78,6 +78,13 @@ export class NetstackDatagramSocket implements DatagramSocket {
       this.ep.pendingError = null;
       cb(withPeer(err, this.remoteAddress, this.remotePort) as UsernetError);
     };
+    // The stack closed: the endpoint is gone, let go of the process (later calls throw EBADF).
+    this.ep.onClose = () => {
+      this.closed = true;
+      this.hold.unref();
+      this.onReadable = null;
+      this.onError = null;
+    };
     try {
       for (const o of options.options ?? []) this.setsockopt(o.level, o.name, o.value);
     } catch (e) {
@@ -167,7 +174,8 @@ export class NetstackDatagramSocket implements DatagramSocket {
   }
 
   receive(): Datagram | null {
-    this.assertOpen('recv');
+    // After close() there is nothing to receive: null, as the interface allows (hostinet too).
+    if (this.closed) return null;
     const d: UdpDatagram | null = this.ep.receive();
     if (d === null) return null;
     const out: { -readonly [K in keyof Datagram]: Datagram[K] } = { data: d.data, address: d.address.toString(), port: d.port, family: this.family };

@@ -3,13 +3,13 @@
  */
 import type { Stack } from '@usernet/stack';
 import { errnoError, IPAddress } from '@usernet/stack';
-import type { TcpBindOptions, TcpConnectOptions, TcpListenOptions, TCPProtocol } from '@usernet/tcp';
+import type { TcpBindOptions, TcpConnection, TcpConnectOptions, TcpListenOptions, TCPProtocol } from '@usernet/tcp';
 import { checkSocketOption } from '../options.js';
 import type { ConnectOptions, DatagramSocket, DatagramSocketOptions, ListenOptions, ListenSocket, SocketProvider, StreamSocket } from '../types.js';
 import { NetstackDatagramSocket } from './datagram.js';
-import { applyListenOption, ListenSettings, NetstackListenSocket } from './listen.js';
-import { NetstackStreamSocket, parseLiteral } from './stream.js';
-import { applyToOptions, checkImplemented, defaultSettings, normalizeOption } from './tcp-options.js';
+import { applyListenOption, checkListenLevel, ListenSettings, NetstackListenSocket } from './listen.js';
+import { NetstackStreamSocket, parseLiteral, withAddress } from './stream.js';
+import { applyToOptions, checkImplemented, defaultSettings, normalizeForOptions } from './tcp-options.js';
 
 class NetstackProvider implements SocketProvider {
   readonly name = 'netstack';
@@ -27,7 +27,9 @@ class NetstackProvider implements SocketProvider {
     try {
       return Promise.resolve(this.listenNow(options));
     } catch (e) {
-      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      // Like node:net: the error names the address and port it is about.
+      const host = typeof options.host === 'string' ? options.host : options.family === 6 ? '::' : '0.0.0.0';
+      return Promise.reject(withAddress(e, host, typeof options.port === 'number' ? options.port : undefined));
     }
   }
 
@@ -42,11 +44,13 @@ class NetstackProvider implements SocketProvider {
     if (this.stack.context.network(family) === undefined) throw errnoError('EAFNOSUPPORT', 'listen', `no IPv${family} in this stack`);
     const st = new ListenSettings(defaultSettings());
     for (const o of options.options ?? []) applyListenOption(tcp, st, family, o.level, o.name, o.value);
-    if (options.ipv6Only !== undefined) {
-      if (family !== 6) throw errnoError('EINVAL', 'listen', 'ipv6Only on an IPv4 socket');
-      st.settings.v6Only = options.ipv6Only;
-    }
+    // ipv6Only only means something for an IPv6 socket: ignored for IPv4, as node:net does.
+    if (options.ipv6Only !== undefined && family === 6) st.settings.v6Only = options.ipv6Only;
     const s = st.settings;
+    // IPPROTO_IP / IPPROTO_IPV6 options must fit the connections this listener can have.
+    const canV4 = family === 4 || host?.isV4Mapped === true || ((host === undefined || host.isUnspecified) && !s.v6Only);
+    const canV6 = family === 6 && host?.isV4Mapped !== true;
+    for (const o of options.options ?? []) if (o.name !== 'IPV6_V6ONLY') checkListenLevel(o.level, o.name, canV4, canV6, 'setsockopt');
     // The listener keeps these options for its children: later changes reach later SYN-ACKs.
     const lo = Object.assign(st.child, {
       address: host ?? (family === 4 ? '0.0.0.0' : '::'),
@@ -88,11 +92,17 @@ class NetstackProvider implements SocketProvider {
       if ((o.level === 'IPPROTO_IP' && remote.family !== 4) || (o.level === 'IPPROTO_IPV6' && remote.family !== 6)) {
         throw errnoError('ENOPROTOOPT', 'setsockopt', `${o.name} on an IPv${remote.family} connection`);
       }
-      applyToOptions(co, settings, o.name, normalizeOption(tcp, o.name, o.value));
+      applyToOptions(co, settings, o.name, normalizeForOptions(tcp, co, o.name, o.value));
     }
     if (settings.reuseAddr) co.reuseAddr = true;
     if (settings.reusePort) co.reusePort = true;
-    const conn = tcp.connect(co);
+    let conn: TcpConnection;
+    try {
+      conn = tcp.connect(co);
+    } catch (e) {
+      // Like node:net: the error names the address and port it is about.
+      throw withAddress(e, options.host, options.port);
+    }
     return new NetstackStreamSocket(tcp, this.stack, conn, settings, mapped);
   }
 

@@ -5,6 +5,12 @@
  * batch or from its timer), never from inside a method call. After close() or abort() the
  * socket is the user's no more: only onClose follows, while the connection finishes in the
  * background like an orphaned kernel socket (FIN exchange, TIME_WAIT).
+ *
+ * A kernel delivers an orphan's data after the process exited; here the stack lives in the
+ * process, so a socket closed while ref'd keeps holding the process (not the socket: onClose
+ * comes as usual) until its connection is done: the FIN acknowledged (everything written was
+ * delivered), TIME_WAIT, or CLOSED (reset, timed out, the orphan limits of @usernet/tcp, the
+ * FIN_WAIT_2 timeout, SO_LINGER's deadline). unref() lets go of it at once.
  */
 import type { Stack, Timer } from '@usernet/stack';
 import { errnoError, IPAddress, UsernetError } from '@usernet/stack';
@@ -13,11 +19,23 @@ import { checkSocketOption } from '../options.js';
 import type { SocketError, SocketOptionLevel, SocketOptionValue, StreamSocket } from '../types.js';
 import { ProcessHold } from './hold.js';
 import type { SocketSettings } from './tcp-options.js';
-import { applyToConnection, checkImplemented, normalizeOption, readFromConnection, readSocketLevel } from './tcp-options.js';
+import { applyToConnection, capRcvLowat, checkImplemented, normalizeOption, readFromConnection, readSocketLevel } from './tcp-options.js';
 
 /** `a.b.c.d` as `::ffff:a.b.c.d` (an IPv4 peer of a dual-stack IPv6 socket). */
 export function mappedString(a: IPAddress): string {
   return a.family === 4 ? `::ffff:${a.toString()}` : a.toString();
+}
+
+/**
+ * `e` with the address and port it is about (when it is a UsernetError without them), like the
+ * errors node:net throws for listen() and connect().
+ */
+export function withAddress(e: unknown, address: string | undefined, port: number | undefined): Error {
+  if (!(e instanceof UsernetError)) return e instanceof Error ? e : new Error(String(e));
+  const err = e as UsernetError & { address?: string; port?: number };
+  if (address !== undefined && err.address === undefined) err.address = address;
+  if (port !== undefined && err.port === undefined) err.port = port;
+  return err;
 }
 
 /** A SocketError for `err` with the peer's address and port, like node:net's errors. */
@@ -38,6 +56,8 @@ export class NetstackStreamSocket implements StreamSocket {
 
   readonly family: 4 | 6;
   private readonly hold = new ProcessHold();
+  /** After close(): holds the process until the connection is done (see the file comment). */
+  private readonly background = new ProcessHold();
   /** close() or abort() was called: the user's part is over. */
   private userClosed = false;
   private aborted = false;
@@ -51,6 +71,10 @@ export class NetstackStreamSocket implements StreamSocket {
   private lingering = false;
   /** SO_RCVLOWAT kept an onReadable back. */
   private heldBack = false;
+  /** The stack closed under the socket: nothing may hold the process for it any more. */
+  private stackClosed = false;
+  /** A lowered SO_RCVLOWAT made held-back data readable: onReadable from the timer. */
+  private readableSoon = false;
 
   constructor(
     private readonly tcp: TCPProtocol,
@@ -66,9 +90,11 @@ export class NetstackStreamSocket implements StreamSocket {
       if (!this.userClosed) this.onConnect?.();
     };
     conn.onReadable = () => {
-      // SO_RCVLOWAT: readable only once enough is queued (the end of data is reported anyway).
+      // SO_RCVLOWAT: readable only once enough is queued, the end of data arrived, or the
+      // window cannot open further (Linux tcp_epollin_ready), so a low-water mark the buffer
+      // cannot reach never deadlocks.
       if (this.userClosed) return;
-      if (conn.readableLength >= this.settings.rcvLowat || conn.ended) this.readable();
+      if (conn.readableFor(this.settings.rcvLowat)) this.readable();
       else this.heldBack = true;
     };
     conn.onEnd = () => {
@@ -81,10 +107,13 @@ export class NetstackStreamSocket implements StreamSocket {
       if (!this.userClosed) this.onWritable?.();
     };
     conn.onFinAcked = () => {
+      // Everything written was delivered: a closed socket lets go of the process.
+      this.background.unref();
       // SO_LINGER with a timeout: everything was delivered in time.
       if (this.lingering) this.report();
     };
     conn.onClose = (err) => {
+      this.background.unref();
       if (err !== undefined && this.pendingError === null) this.pendingError = err;
       if (this.userClosed) {
         this.report();
@@ -93,12 +122,21 @@ export class NetstackStreamSocket implements StreamSocket {
       if (err === undefined && this.heldBack && conn.readableLength > 0) this.readable();
       this.report(err);
     };
+    // The stack closed: let go of the process now; onClose(ECONNABORTED) follows from the timer.
+    conn.onStackClose = () => {
+      this.stackClosed = true;
+      this.hold.unref();
+      this.background.unref();
+    };
     if (settings.cork) conn.setCork(true);
+    // SO_RCVLOWAT set before the connection existed: a buffer that cannot hold it grows (Linux tcp_set_rcvlowat).
+    if (settings.rcvLowat > conn.receiveBufferSize) conn.growReceiveBuffer(settings.rcvLowat);
     this.hold.ref();
   }
 
   private readable(): void {
     this.heldBack = false;
+    this.readableSoon = false;
     this.onReadable?.();
   }
 
@@ -117,11 +155,15 @@ export class NetstackStreamSocket implements StreamSocket {
     return this.conn.remotePort;
   }
 
+  /**
+   * Like net.Socket#readyState, which follows the stream ends: readable until the end of data
+   * has been read (the peer's FIN and nothing left queued), writable until shutdown().
+   */
   get readyState(): 'connecting' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
     const s = this.conn.state;
     if (this.reported || this.userClosed || s === 'CLOSED' || s === 'TIME_WAIT') return 'closed';
     if (s === 'SYN_SENT' || s === 'SYN_RECEIVED') return 'connecting';
-    const readable = !this.conn.ended;
+    const readable = !this.conn.ended || this.conn.readableLength > 0;
     const writable = !this.shutdownCalled && s !== 'LAST_ACK' && s !== 'CLOSING';
     if (readable && writable) return 'open';
     if (readable) return 'readOnly';
@@ -157,13 +199,15 @@ export class NetstackStreamSocket implements StreamSocket {
 
   shutdown(): void {
     if (this.shutdownCalled || this.userClosed) return;
-    this.conn.shutdown();
+    // After a reset (or any end of the connection) there is nothing to half-close: a no-op.
+    if (this.conn.state !== 'CLOSED') this.conn.shutdown();
     this.shutdownCalled = true;
   }
 
   close(): void {
     if (this.userClosed) return;
     this.userClosed = true;
+    const held = this.hold.isHeld;
     this.hold.unref();
     const c = this.conn;
     const linger = this.settings.linger;
@@ -175,6 +219,8 @@ export class NetstackStreamSocket implements StreamSocket {
       return;
     }
     c.close();
+    // The connection finishes in the background: a ref'd socket keeps the process until then.
+    if (held && !this.finDone()) this.background.ref();
     if (linger.onoff && !this.finDone()) {
       // SO_LINGER {1, n}: onClose once the FIN is acknowledged; RST if that takes over n seconds.
       this.lingering = true;
@@ -190,6 +236,7 @@ export class NetstackStreamSocket implements StreamSocket {
     this.userClosed = true;
     this.lingering = false;
     this.hold.unref();
+    this.background.unref();
     this.conn.abort();
     this.deferReport();
   }
@@ -197,11 +244,12 @@ export class NetstackStreamSocket implements StreamSocket {
   // -- Referable ----------------------------------------------------------------------------
 
   ref(): void {
-    if (!this.userClosed && !this.reported) this.hold.ref();
+    if (!this.userClosed && !this.reported && !this.stackClosed) this.hold.ref();
   }
 
   unref(): void {
     this.hold.unref();
+    this.background.unref();
   }
 
   // -- Options ------------------------------------------------------------------------------
@@ -210,6 +258,7 @@ export class NetstackStreamSocket implements StreamSocket {
     const def = checkSocketOption(level, name, 'stream', false);
     checkImplemented(def, 'stream', this.family, false);
     this.checkIpLevel(level, name, false);
+    if (this.userClosed) throw errnoError('EBADF', 'getsockopt', 'the socket is closed');
     if (name === 'SO_ERROR') {
       const e = this.pendingError;
       this.pendingError = null;
@@ -226,8 +275,22 @@ export class NetstackStreamSocket implements StreamSocket {
     const def = checkSocketOption(level, name, 'stream', true);
     checkImplemented(def, 'stream', this.family, true);
     this.checkIpLevel(level, name, true);
-    const v = normalizeOption(this.tcp, name, value);
+    let v = normalizeOption(this.tcp, name, value);
     if (this.userClosed) throw errnoError('EBADF', 'setsockopt', 'the socket is closed');
+    if (name === 'SO_RCVLOWAT') {
+      // Linux tcp_set_rcvlowat: at most half the receive buffer when SO_RCVBUF fixed it, else
+      // half the largest buffer, which then grows to hold the mark.
+      const c = this.conn;
+      v = capRcvLowat(this.tcp, v as number, c.receiveBufferLocked ? c.receiveBufferSize : undefined);
+      this.settings.rcvLowat = v;
+      c.growReceiveBuffer(v);
+      // A lower mark may make what is queued readable now (from the timer: never re-entrantly).
+      if (this.heldBack && c.readableFor(v)) {
+        this.readableSoon = true;
+        this.timer.schedule(0);
+      }
+      return;
+    }
     applyToConnection(this.conn, this.settings, name, v);
   }
 
@@ -257,6 +320,12 @@ export class NetstackStreamSocket implements StreamSocket {
   }
 
   private readonly onTimer = (): void => {
+    if (!this.userClosed) {
+      // Only a deferred onReadable is scheduled before close().
+      if (this.readableSoon && !this.reported && this.conn.readableLength > 0) this.readable();
+      this.readableSoon = false;
+      return;
+    }
     if (this.lingering) {
       this.lingering = false;
       // SO_LINGER timed out with data or the FIN unacknowledged: reset (like Linux).

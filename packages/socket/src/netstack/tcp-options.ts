@@ -299,17 +299,23 @@ export function applyToOptions(o: TcpConnectionOptions, s: SocketSettings, name:
     case 'TCP_WINDOW_CLAMP':
       o.windowClamp = (v as number) === 0 ? undefined : (v as number);
       return;
+    // IPPROTO_IP options act on IPv4 connections, IPPROTO_IPV6 ones on IPv6 connections: kept
+    // apart, so a dual-stack listener's children each take their own family's (Linux).
     case 'IP_TTL':
+      (o.v4 ??= {}).ttl = (v as number) === -1 ? undefined : (v as number);
+      return;
     case 'IPV6_UNICAST_HOPS':
-      o.ttl = (v as number) === -1 ? undefined : (v as number);
+      (o.v6 ??= {}).ttl = (v as number) === -1 ? undefined : (v as number);
       return;
     case 'IP_TOS':
+      (o.v4 ??= {}).tos = v as number;
+      return;
     case 'IPV6_TCLASS':
-      o.tos = v as number;
+      (o.v6 ??= {}).tos = v as number;
       return;
     case 'IP_MTU_DISCOVER':
       s.pmtuMode = v as number;
-      o.pathMtuDiscovery = (v as number) !== 0;
+      (o.v4 ??= {}).pathMtuDiscovery = (v as number) !== 0;
       return;
     case 'TCP_QUICKACK':
       o.quickAck = v as boolean;
@@ -317,6 +323,27 @@ export function applyToOptions(o: TcpConnectionOptions, s: SocketSettings, name:
     default:
       throw errnoError('ENOPROTOOPT', 'setsockopt', name);
   }
+}
+
+/**
+ * SO_RCVLOWAT as Linux's tcp_set_rcvlowat keeps it: at most half the receive buffer when
+ * SO_RCVBUF fixed it (`lockedRcvBuf`), else at most half the largest buffer auto-tuning may
+ * reach (tcp_rmem[2] / 2; the buffer then grows to hold the mark, see
+ * TcpConnection.growReceiveBuffer). 0 means 1.
+ */
+export function capRcvLowat(tcp: TCPProtocol, lowat: number, lockedRcvBuf: number | undefined): number {
+  const cap = Math.floor((lockedRcvBuf ?? tcp.config.maxReceiveBufferSize) / 2);
+  return Math.max(1, Math.min(lowat, cap));
+}
+
+/**
+ * normalizeOption for options that go into connection options before a connection exists
+ * (connect() options, a listener's): SO_RCVLOWAT is capped as {@link capRcvLowat} against the
+ * SO_RCVBUF set so far.
+ */
+export function normalizeForOptions(tcp: TCPProtocol, o: TcpConnectionOptions, name: string, value: SocketOptionValue): Normalized {
+  const v = normalizeOption(tcp, name, value);
+  return name === 'SO_RCVLOWAT' ? capRcvLowat(tcp, v as number, o.receiveBufferSize) : v;
 }
 
 /** TCP_LINGER2 seconds → FIN_WAIT_2 timeout in ms (undefined: the stack's default). */
@@ -489,11 +516,13 @@ export function readFromOptions(tcp: TCPProtocol, o: TcpConnectionOptions, s: So
     case 'TCP_WINDOW_CLAMP':
       return o.windowClamp ?? 0;
     case 'IP_TTL':
+      return o.v4?.ttl ?? DEFAULT_TTL;
     case 'IPV6_UNICAST_HOPS':
-      return o.ttl ?? DEFAULT_TTL;
+      return o.v6?.ttl ?? DEFAULT_TTL;
     case 'IP_TOS':
+      return o.v4?.tos ?? 0;
     case 'IPV6_TCLASS':
-      return o.tos ?? 0;
+      return o.v6?.tos ?? 0;
     case 'IP_MTU_DISCOVER':
       return s.pmtuMode;
     case 'IPV6_V6ONLY':
