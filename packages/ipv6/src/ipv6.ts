@@ -771,7 +771,9 @@ export class IPv6Protocol implements NetworkProtocol {
     }
     const mtu = this.learnedMtu(route);
     const total = IPV6_HEADER_LENGTH + payloadLen;
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + 60 <= mtu;
+    // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
+    // transport header; each piece must fit the path MTU.
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeader(transportProtocol, pkt) <= mtu;
     if (total <= mtu || gso) {
       this.prependHeader(pkt, tc, payloadLen, transportProtocol, hop, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
@@ -999,4 +1001,10 @@ function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array):
 export function ipv6(options: Ipv6Options = {}): NetworkProtocolFactory {
   resolveOptions(options);
   return (ctx: StackContext) => new IPv6Protocol(ctx, options);
+}
+
+/** The transport header each piece of a super-segment carries: TCP's data offset, else UDP's 8 bytes. */
+function gsoTransportHeader(transportProtocol: number, pkt: PacketBuffer): number {
+  if (transportProtocol === 6) return pkt.length >= 20 ? (pkt.data[pkt.start + 12]! >> 4) * 4 : 60;
+  return 8;
 }

@@ -1659,13 +1659,20 @@ export class TcpConnection {
   }
 
   /** Sends one segment from the send buffer (or a control segment when len = 0). */
-  private sendData(now: number, seq: number, len: number, flags: number): void {
+  /** One segment, or with `gsoSize` > 0 a super-segment the link cuts into gsoSize-byte pieces. */
+  private sendData(now: number, seq: number, len: number, flags: number, gsoSize = 0): void {
     const opts = this.fillOptions(now);
     const win = this.windowField();
     const pos = seqDiff(seq, this.sndUna);
     const pkt = this.proto.buildSegment(this.route, this.localPort, this.remotePort, seq, this.rcvNxt, flags | TCP_ACK, win, opts, len > 0 ? this.sendBuf : null, pos, len);
+    if (gsoSize > 0) pkt.gsoSize = gsoSize;
     this.ackSent();
-    this.xmit(pkt);
+    // Counted as the segments the link puts on the wire (Linux counts tcp_skb_pcount too).
+    if (this.xmit(pkt) && gsoSize > 0) {
+      const extra = Math.ceil(len / gsoSize) - 1;
+      this.proto.stats.OutSegs += extra;
+      this.segsOut += extra;
+    }
     this.lastSendAt = now;
   }
 
@@ -1801,6 +1808,14 @@ export class TcpConnection {
         if (!this.noDelay && seqGt(this.sndSml, this.sndUna)) return false;
       }
     }
+    // TSO: when the link segments for us (a TUN with virtio-net offloads), several full segments
+    // go down as one super-segment the link cuts into `mss`-byte pieces. The scoreboard still
+    // holds one entry per segment, so SACK, loss marking and retransmission stay per segment.
+    let segs = 1;
+    if (len === this.mss && !wantFin) {
+      segs = this.gsoSegments(Math.min(unsent, wndRoom, cwndRoom));
+      len = segs * this.mss;
+    }
     let flags = 0;
     if (len > 0 && len === unsent) flags |= TCP_PSH;
     if (len < this.mss) this.sndSml = seqAdd(this.sndNxt, len);
@@ -1811,26 +1826,44 @@ export class TcpConnection {
       if (now - this.lastSendAt > this.rtt.rto && this.cc.onIdleRestart !== undefined) this.cc.onIdleRestart(this.ccState, now);
       this.lastProgressAt = now;
     }
-    this.sendData(now, seq, len, flags);
-    const s = new SentSegment();
-    s.seq = seq;
-    s.len = len + (wantFin ? 1 : 0);
-    s.fin = wantFin;
-    s.sentTime = now;
-    this.rate.onSend(s, now, this.pipe());
-    this.sb.add(s);
-    this.sndNxt = seqAdd(seq, s.len);
+    this.sendData(now, seq, len, flags, segs > 1 ? this.mss : 0);
+    const segLen = segs > 1 ? this.mss : len;
+    for (let i = 0; i < segs; i++) {
+      const s = new SentSegment();
+      s.seq = seqAdd(seq, i * segLen);
+      s.len = segLen + (wantFin ? 1 : 0);
+      s.fin = wantFin;
+      s.sentTime = now;
+      this.rate.onSend(s, now, this.pipe());
+      this.sb.add(s);
+      this.sndNxt = seqAdd(s.seq, s.len);
+      this.cc.onPacketSent?.(this.ccState, now, segLen, this.pipe());
+    }
     if (wantFin) {
       this.finSent = true;
       this.finSeq = seqAdd(seq, len);
     }
     this.bytesSent += len;
-    this.cc.onPacketSent?.(this.ccState, now, len, this.pipe());
     if (this.rtoAt === Infinity) this.rtoAt = now + this.rtt.rto;
     this.persistAt = Infinity;
     if (len === unsent && !wantFin) this.rate.markAppLimited(this.pipe());
-    this.pace(now, s.len);
+    this.pace(now, len + (wantFin ? 1 : 0));
     return true;
+  }
+
+  /**
+   * How many full segments of `room` bytes to send as one super-segment: 1 without link
+   * segmentation offload; otherwise as many as fit the link's GSO limit (headers included) and
+   * at most 44 (Linux's tcp_tso_autosize default cap of 64 KiB), and with a pacing rate no more
+   * than about a millisecond of it (Linux sizes TSO bursts to the pacing rate the same way).
+   */
+  private gsoSegments(room: number): number {
+    const gsoMax = this.route.nic.link.capabilities.gsoMaxSize;
+    if (gsoMax <= 0 || this.mss <= 0) return 1;
+    let bytes = Math.min(room, gsoMax - networkHeaderSize(this.route.network) - 60);
+    const rate = this.ccState.pacingRate;
+    if (rate > 0) bytes = Math.min(bytes, Math.max(2 * this.mss, rate / 1000));
+    return Math.max(1, Math.min(44, Math.floor(bytes / this.mss)));
   }
 
   private pace(now: number, bytes: number): void {
