@@ -763,9 +763,10 @@ export class IPv6Protocol implements NetworkProtocol {
     }
     const hop = params?.ttl ?? this.opts.hopLimit;
     const tc = params?.tos ?? 0;
+    const flow = params?.flowLabel !== undefined ? params.flowLabel & 0xfffff : this.flowLabel(transportProtocol, pkt, local.bytes, remote.bytes);
     if (this.ctx.isLocalAddress(remote)) {
       if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
-      this.prependHeader(pkt, tc, payloadLen, transportProtocol, hop, local, remote);
+      this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       this.queueLoopback(route.nic, pkt);
       return;
     }
@@ -775,7 +776,7 @@ export class IPv6Protocol implements NetworkProtocol {
     // transport header; each piece must fit the path MTU.
     const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeader(transportProtocol, pkt) <= mtu;
     if (total <= mtu || gso) {
-      this.prependHeader(pkt, tc, payloadLen, transportProtocol, hop, local, remote);
+      this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
       else st.OutgoingPacketErrors++;
       return;
@@ -784,13 +785,33 @@ export class IPv6Protocol implements NetworkProtocol {
       st.OutgoingPacketErrors++;
       throw errnoError('EMSGSIZE', 'send', `${total}-byte packet exceeds path MTU ${mtu}`);
     }
-    this.fragment(route, transportProtocol, pkt, mtu, tc, hop);
+    this.fragment(route, transportProtocol, pkt, mtu, tc, flow, hop);
   }
 
-  private prependHeader(pkt: PacketBuffer, tc: number, payloadLen: number, proto: number, hop: number, local: IPAddress, remote: IPAddress): void {
+  private prependHeader(pkt: PacketBuffer, tc: number, flow: number, payloadLen: number, proto: number, hop: number, local: IPAddress, remote: IPAddress): void {
     const off = pkt.prepend(IPV6_HEADER_LENGTH);
-    writeIpv6Header(pkt.data, off, tc, 0, payloadLen, proto, hop, local.bytes, remote.bytes);
+    writeIpv6Header(pkt.data, off, tc, flow, payloadLen, proto, hop, local.bytes, remote.bytes);
     pkt.transportOffset = IPV6_HEADER_LENGTH;
+  }
+
+  /**
+   * RFC 6437 §3: a flow label from a keyed hash of the flow (addresses, protocol, and the ports
+   * for TCP and UDP), stable for the flow and unpredictable to others; never 0 for TCP and UDP
+   * (0 means "no label"). Other traffic (ICMPv6) goes unlabelled.
+   */
+  private flowLabel(proto: number, pkt: PacketBuffer, src: Uint8Array, dst: Uint8Array): number {
+    if ((proto !== 6 && proto !== 17) || pkt.length < 4) return 0;
+    const b = pkt.data;
+    const s = pkt.start;
+    let h = this.idKey1 ^ proto;
+    for (let i = 0; i < 16; i += 4) {
+      h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
+      h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
+    }
+    h = Math.imul(h ^ (h >>> 13) ^ ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!), 0xc2b2ae3d);
+    h = Math.imul(h ^ (h >>> 16) ^ this.idKey0, 0x27d4eb2f);
+    h ^= h >>> 15;
+    return h & 0xfffff || 1;
   }
 
   /** The next fragment identification for (src, dst): a counter picked by a keyed 32-bit mix. */
@@ -813,7 +834,7 @@ export class IPv6Protocol implements NetworkProtocol {
    * last excepted), each behind the fixed header and a fragment header with the offset in
    * 8-byte units, the M flag, and one identification for the datagram.
    */
-  private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tc: number, hop: number): void {
+  private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tc: number, flow: number, hop: number): void {
     const st = this.stats;
     if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
     const maxData = (mtu - IPV6_HEADER_LENGTH - IPV6_FRAGMENT_HEADER_LENGTH) & ~7;
@@ -831,7 +852,7 @@ export class IPv6Protocol implements NetworkProtocol {
       const frag = PacketBuffer.allocateUnsafe(FRAGMENT_HEADROOM, hl + n);
       const o = frag.start;
       const b = frag.data;
-      writeIpv6Header(b, o, tc, 0, IPV6_FRAGMENT_HEADER_LENGTH + n, NextHeader.Fragment, hop, src, dst);
+      writeIpv6Header(b, o, tc, flow, IPV6_FRAGMENT_HEADER_LENGTH + n, NextHeader.Fragment, hop, src, dst);
       const f = o + IPV6_HEADER_LENGTH;
       b[f] = proto;
       b[f + 1] = 0;

@@ -247,3 +247,63 @@ describe('IPv6 between two stacks over a memory link', () => {
     for (const p of tap.sent) expect(p.length).toBeLessThanOrEqual(1280);
   });
 });
+
+describe('flow labels (RFC 6437)', () => {
+  const label = (p: Buffer): number => ((p[1]! & 0x0f) << 16) | (p[2]! << 8) | p[3]!;
+  const nextHeader = (p: Buffer): number => p[6]!;
+
+  it('label each TCP and UDP flow with one stable, non-zero label of its own; ICMPv6 unlabelled', () => {
+    const { clock, a, b, tap, ipA } = pair(1500);
+    tap.record = true;
+    const lst = b.transport<TCPProtocol>('tcp').listen({ port: 80 });
+    lst.onConnection = () => {
+      for (let c = lst.accept(); c !== null; c = lst.accept()) c.onReadable = () => void c.read();
+    };
+    const tcpA = a.transport<TCPProtocol>('tcp');
+    const c1 = tcpA.connect({ address: 'fd00::2', port: 80 });
+    const c2 = tcpA.connect({ address: 'fd00::2', port: 80 });
+    clock.runUntil(() => c1.state === 'ESTABLISHED' && c2.state === 'ESTABLISHED', 5000);
+    c1.write(new Uint8Array(20000));
+    c2.write(new Uint8Array(20000));
+    const u = a.transport<UDPProtocol>('udp').createEndpoint({ family: 6 });
+    u.send(new Uint8Array(3000), 53, 'fd00::2'); // fragmented: every fragment carries the label
+    const pinged = settle(ipA.ping('fd00::2'));
+    clock.runUntil(() => pinged.value !== undefined, 5000);
+    const byPort = new Map<number, Set<number>>();
+    for (const p of tap.sent) {
+      if (nextHeader(p) === 6) {
+        const port = p.readUInt16BE(40);
+        const set = byPort.get(port) ?? new Set<number>();
+        set.add(label(p));
+        byPort.set(port, set);
+      }
+    }
+    expect(byPort.size).toBe(2);
+    const labels = [...byPort.values()].map((s) => [...s]);
+    for (const l of labels) {
+      expect(l.length).toBe(1);
+      expect(l[0]).not.toBe(0);
+    }
+    expect(labels[0]![0]).not.toBe(labels[1]![0]);
+    const frags = tap.sent.filter((p) => nextHeader(p) === 44);
+    expect(frags.length).toBe(3);
+    expect(new Set(frags.map(label)).size).toBe(1);
+    expect(label(frags[0]!)).not.toBe(0);
+    const icmp = tap.sent.filter((p) => nextHeader(p) === 58);
+    expect(icmp.length).toBeGreaterThan(0);
+    for (const p of icmp) expect(label(p)).toBe(0);
+    a.close();
+    b.close();
+  });
+
+  it('uses the flow label a transport passes down', () => {
+    const { a, tap } = pair(1500);
+    tap.record = true;
+    const ip = a.network<IPv6Protocol>('ipv6');
+    const route = a.findRoute(IPAddress.parse('fd00::2'));
+    const pkt = PacketBuffer.allocate(128, 8);
+    ip.writePacket(route, 17, pkt, { flowLabel: 0xabcde });
+    expect(label(tap.sent[0]!)).toBe(0xabcde);
+    a.close();
+  });
+});

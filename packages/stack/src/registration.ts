@@ -66,6 +66,11 @@ export interface WriteParams {
   tos?: number;
   /** Set DF (IPv4): never fragment; too-large packets fail with EMSGSIZE. */
   dontFragment?: boolean;
+  /**
+   * IPv6 flow label (20 bits). When omitted, IPv6 derives a stable label from the flow's
+   * addresses, protocol and ports (RFC 6437 §3), as Linux's auto_flowlabels does.
+   */
+  flowLabel?: number;
 }
 
 /** Per-packet facts the network layer gives the transport with each inbound payload. */
