@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { runIperf } from '@usernet/iperf';
 
@@ -28,16 +29,26 @@ export interface Json {
 
 export const hasIperf3 = spawnSync('iperf3', ['--version'], { encoding: 'utf8' }).stdout?.includes('iperf 3') === true;
 
-/** A TCP and UDP port free on 127.0.0.1 right now, from 20000-39999. */
+/**
+ * A port free for TCP and UDP on 127.0.0.1 right now, from 10000-29999: below the kernel's
+ * ephemeral range (32768-60999), where other test files' client sockets (the compliance suite
+ * opens a thousand at once) would take it again between this check and the server's bind.
+ */
 export async function freePort(): Promise<number> {
   for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const ok = await new Promise<boolean>((resolve) => {
+    const port = 10000 + Math.floor(Math.random() * 20000);
+    const tcpFree = await new Promise<boolean>((resolve) => {
       const s = net.createServer();
       s.once('error', () => resolve(false));
       s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-    if (ok) return port;
+    if (!tcpFree) continue;
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const u = dgram.createSocket('udp4');
+      u.once('error', () => resolve(false));
+      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
   }
 }
 

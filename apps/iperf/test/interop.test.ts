@@ -55,7 +55,8 @@ describe.skipIf(!hasIperf3)('real iperf3 client -> usernet-iperf -s --stack host
       let listening!: () => void;
       const ready = new Promise<void>((r) => (listening = r));
       const server = ours(['-s', '--stack', 'hostinet', '-p', String(port), '-1', '-J'], () => listening());
-      await ready;
+      // A server that fails to start (its port taken after all) ends the test at once, with why.
+      await Promise.race([ready, server.then((r) => Promise.reject(new Error(`usernet-iperf -s exited ${r.code} before listening: ${r.err}${r.out}`)))]);
       const client = await real(['-c', '127.0.0.1', '-p', String(port), '-t', '2', '-J', ...flags]);
       const srv = await server;
       expect(client.code).toBe(0);
