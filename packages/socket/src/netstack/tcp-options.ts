@@ -22,8 +22,8 @@ import { optionBool, optionInt, optionLinger } from '../options.js';
 import type { OptionSocketKind, SocketOptionDefinition } from '../options.js';
 import type { Family, Linger, SocketOptionLevel, SocketOptionValue } from '../types.js';
 
-/** Options a netstack stream socket (connected or connecting) implements. */
-export const NETSTACK_CONNECTED_OPTIONS: ReadonlySet<string> = new Set([
+/** Options both connected and listening netstack stream sockets implement. */
+const STREAM_COMMON_OPTIONS: readonly string[] = [
   'SO_TYPE',
   'SO_DOMAIN',
   'SO_PROTOCOL',
@@ -38,7 +38,6 @@ export const NETSTACK_CONNECTED_OPTIONS: ReadonlySet<string> = new Set([
   'SO_RCVLOWAT',
   'TCP_NODELAY',
   'TCP_CORK',
-  'TCP_QUICKACK',
   'TCP_MAXSEG',
   'TCP_KEEPIDLE',
   'TCP_KEEPINTVL',
@@ -47,7 +46,6 @@ export const NETSTACK_CONNECTED_OPTIONS: ReadonlySet<string> = new Set([
   'TCP_INFO',
   'TCP_CONGESTION',
   'TCP_LINGER2',
-  'TCP_SYNCNT',
   'TCP_WINDOW_CLAMP',
   'TCP_INQ',
   'IP_TTL',
@@ -57,44 +55,13 @@ export const NETSTACK_CONNECTED_OPTIONS: ReadonlySet<string> = new Set([
   'IPV6_UNICAST_HOPS',
   'IPV6_TCLASS',
   'IPV6_MTU',
-]);
+];
+
+/** Options a netstack stream socket (connected or connecting) implements. */
+export const NETSTACK_CONNECTED_OPTIONS: ReadonlySet<string> = new Set([...STREAM_COMMON_OPTIONS, 'TCP_QUICKACK', 'TCP_SYNCNT']);
 
 /** Options a netstack listening socket implements (most are inherited by accepted connections). */
-export const NETSTACK_LISTEN_OPTIONS: ReadonlySet<string> = new Set([
-  'SO_TYPE',
-  'SO_DOMAIN',
-  'SO_PROTOCOL',
-  'SO_ACCEPTCONN',
-  'SO_ERROR',
-  'SO_REUSEADDR',
-  'SO_REUSEPORT',
-  'SO_KEEPALIVE',
-  'SO_LINGER',
-  'SO_SNDBUF',
-  'SO_RCVBUF',
-  'SO_RCVLOWAT',
-  'TCP_NODELAY',
-  'TCP_CORK',
-  'TCP_MAXSEG',
-  'TCP_KEEPIDLE',
-  'TCP_KEEPINTVL',
-  'TCP_KEEPCNT',
-  'TCP_USER_TIMEOUT',
-  'TCP_INFO',
-  'TCP_CONGESTION',
-  'TCP_LINGER2',
-  'TCP_DEFER_ACCEPT',
-  'TCP_WINDOW_CLAMP',
-  'TCP_INQ',
-  'IP_TTL',
-  'IP_TOS',
-  'IP_MTU_DISCOVER',
-  'IP_MTU',
-  'IPV6_V6ONLY',
-  'IPV6_UNICAST_HOPS',
-  'IPV6_TCLASS',
-  'IPV6_MTU',
-]);
+export const NETSTACK_LISTEN_OPTIONS: ReadonlySet<string> = new Set([...STREAM_COMMON_OPTIONS, 'TCP_DEFER_ACCEPT', 'IPV6_V6ONLY']);
 
 /**
  * Every option netstack implements for stream or listening sockets (the union of
