@@ -2137,7 +2137,9 @@ export class TcpConnection {
 
   /**
    * @internal The stack closes: an open connection fails with ECONNABORTED (onClose(err) from
-   * the timer, once); TIME_WAIT and CLOSED ones just go. Nothing is sent.
+   * the timer, once); one the application already closed (an orphan still finishing) ends
+   * without an error, since nobody is left to hear it; TIME_WAIT and CLOSED ones just go.
+   * Nothing is sent.
    */
   stackClosed(): void {
     const cb = this.onStackClose;
@@ -2147,7 +2149,7 @@ export class TcpConnection {
       this.destroy();
       return;
     }
-    if (this.error === null) this.error = new UsernetError('ECONNABORTED', 'read', `${this.remoteAddress.toString()}:${this.remotePort}`);
+    if (this.error === null && !this.userClosed) this.error = new UsernetError('ECONNABORTED', 'read', `${this.remoteAddress.toString()}:${this.remotePort}`);
     this.destroy();
     this.raise(EV_CLOSE);
     this.deferEvents();
