@@ -24,6 +24,7 @@ import {
   PacketBuffer,
   pseudoHeaderSum,
   sumBytes,
+  PmtuCache,
 } from '@usernet/stack';
 import {
   Ipv4Header,
@@ -146,11 +147,6 @@ const ICMP_ERROR_MAX = 576;
 /** Largest echo data: 65535 minus the IP and ICMP headers. */
 const MAX_PING_DATA = IPV4_MAX_PACKET_LENGTH - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH;
 
-interface PmtuEntry {
-  mtu: number;
-  expires: number;
-}
-
 interface PendingPing {
   seq: number;
   remote: IPAddress;
@@ -221,7 +217,7 @@ export class IPv4Protocol implements NetworkProtocol {
   private idKey0 = 0;
   private idKey1 = 0;
   private readonly reassembler: Reassembler;
-  private readonly pmtu = new Map<string, PmtuEntry>();
+  private readonly pmtu: PmtuCache;
   // ICMP error token bucket (RFC 1812 §4.3.2.8 asks for a rate limit).
   private tokens: number;
   private tokensAt: number;
@@ -238,6 +234,7 @@ export class IPv4Protocol implements NetworkProtocol {
     options: Ipv4Options = {},
   ) {
     this.opts = resolveOptions(options);
+    this.pmtu = new PmtuCache(ctx.clock, this.opts.pmtuCacheSize, this.opts.pmtuExpiryMs);
     this.info = new PacketInfo(this);
     // RFC 6864 / RFC 7739: IP IDs from counters chosen by a keyed hash of (src, dst, protocol),
     // like Linux's ip_idents: unique per flow for reassembly, not one global, observable count.
@@ -565,19 +562,10 @@ export class IPv4Protocol implements NetworkProtocol {
     // Like Linux's min_pmtu: a (possibly forged) report never takes the path below 552 bytes,
     // which would turn every datagram into dozens of tiny fragments (RFC 5927 §7).
     reported = Math.max(reported, PMTU_FLOOR);
-    const now = this.ctx.clock.now();
-    const cur = this.pmtu.get(remote.key);
-    const base = cur !== undefined && cur.expires > now ? cur.mtu : nic.mtu;
-    if (reported >= base) return base;
-    if (cur !== undefined) this.pmtu.delete(remote.key);
-    while (this.pmtu.size >= this.opts.pmtuCacheSize) {
-      const oldest = this.pmtu.keys().next();
-      if (oldest.done === true) break;
-      this.pmtu.delete(oldest.value);
-    }
-    this.pmtu.set(remote.key, { mtu: reported, expires: now + this.opts.pmtuExpiryMs });
-    this.stats.PmtuUpdates++;
-    return reported;
+    const before = this.pmtu.get(remote.key, nic.mtu);
+    const mtu = this.pmtu.lower(remote.key, reported, nic.mtu);
+    if (mtu < before) this.stats.PmtuUpdates++;
+    return mtu;
   }
 
   // -- ICMP send ----------------------------------------------------------------------------
@@ -783,16 +771,7 @@ export class IPv4Protocol implements NetworkProtocol {
   }
 
   private learnedMtu(route: Route): number {
-    const linkMtu = route.nic.mtu;
-    if (this.pmtu.size === 0) return linkMtu;
-    const e = this.pmtu.get(route.remote.key);
-    if (e === undefined) return linkMtu;
-    if (e.expires <= this.ctx.clock.now()) {
-      // RFC 1191 §6.3: forget a learned PMTU after a while, so a raised path MTU is found.
-      this.pmtu.delete(route.remote.key);
-      return linkMtu;
-    }
-    return Math.min(linkMtu, e.mtu);
+    return this.pmtu.get(route.remote.key, route.nic.mtu);
   }
 
   // -- Loopback -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import type {
   Timer,
   WriteParams,
 } from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, pseudoHeaderSum, sumBytes } from '@usernet/stack';
 import {
   ExtensionWalk,
   Ipv6Header,
@@ -146,11 +146,6 @@ const FRAGMENT_HEADROOM = 16;
 const ICMP_ERROR_MAX = IPV6_MIN_MTU;
 const MAX_PING_DATA = IPV6_MAX_PAYLOAD_LENGTH - ICMPV6_HEADER_LENGTH;
 
-interface PmtuEntry {
-  mtu: number;
-  expires: number;
-}
-
 interface PendingPing {
   seq: number;
   remote: IPAddress;
@@ -220,7 +215,7 @@ export class IPv6Protocol implements NetworkProtocol {
   private readonly idKey1: number;
   private readonly fragBatch: PacketBuffer[] = [];
   private readonly reassembler: Reassembler;
-  private readonly pmtu = new Map<string, PmtuEntry>();
+  private readonly pmtu: PmtuCache;
   private tokens: number;
   private tokensAt: number;
   private readonly loopback: LoopbackQueue;
@@ -234,6 +229,7 @@ export class IPv6Protocol implements NetworkProtocol {
     options: Ipv6Options = {},
   ) {
     this.opts = resolveOptions(options);
+    this.pmtu = new PmtuCache(ctx.clock, this.opts.pmtuCacheSize, this.opts.pmtuExpiryMs);
     this.info = new PacketInfo(this);
     // RFC 7739 §5.1: fragment identifications from per-bucket counters picked by a keyed hash
     // of (src, dst): unpredictable to off-path hosts, unique per flow.
@@ -655,19 +651,10 @@ export class IPv6Protocol implements NetworkProtocol {
   /** RFC 8201 §4: lower the PMTU to the reported MTU, never below 1280; never raise it. */
   private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number {
     const mtu = Math.max(IPV6_MIN_MTU, reported);
-    const now = this.ctx.clock.now();
-    const cur = this.pmtu.get(remote.key);
-    const base = cur !== undefined && cur.expires > now ? cur.mtu : nic.mtu;
-    if (mtu >= base) return base;
-    if (cur !== undefined) this.pmtu.delete(remote.key);
-    while (this.pmtu.size >= this.opts.pmtuCacheSize) {
-      const oldest = this.pmtu.keys().next();
-      if (oldest.done === true) break;
-      this.pmtu.delete(oldest.value);
-    }
-    this.pmtu.set(remote.key, { mtu, expires: now + this.opts.pmtuExpiryMs });
-    this.stats.PmtuUpdates++;
-    return mtu;
+    const before = this.pmtu.get(remote.key, nic.mtu);
+    const inForce = this.pmtu.lower(remote.key, mtu, nic.mtu);
+    if (inForce < before) this.stats.PmtuUpdates++;
+    return inForce;
   }
 
   // -- ICMPv6 send --------------------------------------------------------------------------
@@ -897,16 +884,7 @@ export class IPv6Protocol implements NetworkProtocol {
   }
 
   private learnedMtu(route: Route): number {
-    const linkMtu = route.nic.mtu;
-    if (this.pmtu.size === 0) return linkMtu;
-    const e = this.pmtu.get(route.remote.key);
-    if (e === undefined) return linkMtu;
-    if (e.expires <= this.ctx.clock.now()) {
-      // RFC 8201 §4: try a larger PMTU again after a while.
-      this.pmtu.delete(route.remote.key);
-      return linkMtu;
-    }
-    return Math.min(linkMtu, e.mtu);
+    return this.pmtu.get(route.remote.key, route.nic.mtu);
   }
 
   // -- Loopback -----------------------------------------------------------------------------

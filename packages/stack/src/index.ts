@@ -10,3 +10,4 @@ export * from './route.js';
 export * from './stack.js';
 export * from './stats.js';
 export * from './loopback.js';
+export * from './pmtu.js';

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock, PmtuCache } from '@usernet/stack';
+
+describe('PmtuCache', () => {
+  it('lowers a path MTU on a report, never raises it, and caps it by the link', () => {
+    const c = new PmtuCache(new ManualClock(), 8, 1000);
+    expect(c.get('a', 1500)).toBe(1500);
+    expect(c.lower('a', 1400, 1500)).toBe(1400);
+    expect(c.get('a', 1500)).toBe(1400);
+    expect(c.lower('a', 1450, 1500)).toBe(1400); // a larger report does not raise it
+    expect(c.lower('a', 1600, 1500)).toBe(1400);
+    expect(c.get('a', 1300)).toBe(1300); // the link's MTU, if lower, still wins
+    expect(c.get('b', 1500)).toBe(1500);
+  });
+
+  it('forgets a learned MTU after the expiry, so a larger one is tried again', () => {
+    const clock = new ManualClock();
+    const c = new PmtuCache(clock, 8, 1000);
+    c.lower('a', 1280, 1500);
+    clock.advance(999);
+    expect(c.get('a', 1500)).toBe(1280);
+    clock.advance(1);
+    expect(c.get('a', 1500)).toBe(1500);
+    expect(c.size).toBe(0);
+    expect(c.lower('a', 1400, 1500)).toBe(1400); // an expired entry does not hold a new report back
+  });
+
+  it('holds at most `limit` entries, dropping the oldest', () => {
+    const c = new PmtuCache(new ManualClock(), 3, 1000);
+    for (const k of ['a', 'b', 'c', 'd']) c.lower(k, 1000, 1500);
+    expect(c.size).toBe(3);
+    expect(c.get('a', 1500)).toBe(1500);
+    expect(c.get('d', 1500)).toBe(1000);
+  });
+});
