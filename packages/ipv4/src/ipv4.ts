@@ -25,6 +25,7 @@ import {
   pseudoHeaderSum,
   sumBytes,
   PmtuCache,
+  TokenBucket,
 } from '@usernet/stack';
 import {
   Ipv4Header,
@@ -219,8 +220,7 @@ export class IPv4Protocol implements NetworkProtocol {
   private readonly reassembler: Reassembler;
   private readonly pmtu: PmtuCache;
   // ICMP error token bucket (RFC 1812 §4.3.2.8 asks for a rate limit).
-  private tokens: number;
-  private tokensAt: number;
+  private readonly icmpErrors: TokenBucket;
   // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
   private readonly loopback: LoopbackQueue;
   // Ping.
@@ -242,8 +242,7 @@ export class IPv4Protocol implements NetworkProtocol {
     this.idKey0 = ctx.random.uint32() | 0;
     this.idKey1 = ctx.random.uint32() | 0;
     this.pingId = ctx.random.uint32() & 0xffff;
-    this.tokens = this.opts.icmpErrorBurst;
-    this.tokensAt = ctx.clock.now();
+    this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
     this.reassembler = new Reassembler(
       ctx.clock,
       {
@@ -572,17 +571,7 @@ export class IPv4Protocol implements NetworkProtocol {
 
   /** Token bucket: may we send one more ICMP error now? */
   private allowIcmpError(): boolean {
-    const rate = this.opts.icmpErrorRate;
-    if (rate === Infinity) return true;
-    const now = this.ctx.clock.now();
-    const burst = this.opts.icmpErrorBurst;
-    this.tokens = Math.min(burst, this.tokens + ((now - this.tokensAt) * rate) / 1000);
-    this.tokensAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
-    return false;
+    return this.icmpErrors.take();
   }
 
   /**

@@ -15,7 +15,7 @@ import type {
   Timer,
   WriteParams,
 } from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
 import {
   ExtensionWalk,
   Ipv6Header,
@@ -216,8 +216,7 @@ export class IPv6Protocol implements NetworkProtocol {
   private readonly fragBatch: PacketBuffer[] = [];
   private readonly reassembler: Reassembler;
   private readonly pmtu: PmtuCache;
-  private tokens: number;
-  private tokensAt: number;
+  private readonly icmpErrors: TokenBucket;
   private readonly loopback: LoopbackQueue;
   private readonly pingId: number;
   private nextSeq = 0;
@@ -237,8 +236,7 @@ export class IPv6Protocol implements NetworkProtocol {
     this.idKey0 = ctx.random.uint32() | 0;
     this.idKey1 = ctx.random.uint32() | 0;
     this.pingId = ctx.random.uint32() & 0xffff;
-    this.tokens = this.opts.icmpErrorBurst;
-    this.tokensAt = ctx.clock.now();
+    this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
     this.reassembler = new Reassembler(
       ctx.clock,
       { timeoutMs: this.opts.reassemblyTimeoutMs, memoryLimit: this.opts.reassemblyMemoryLimit, maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram },
@@ -660,16 +658,7 @@ export class IPv6Protocol implements NetworkProtocol {
   // -- ICMPv6 send --------------------------------------------------------------------------
 
   private allowIcmpError(): boolean {
-    const rate = this.opts.icmpErrorRate;
-    if (rate === Infinity) return true;
-    const now = this.ctx.clock.now();
-    this.tokens = Math.min(this.opts.icmpErrorBurst, this.tokens + ((now - this.tokensAt) * rate) / 1000);
-    this.tokensAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
-    return false;
+    return this.icmpErrors.take();
   }
 
   /**

@@ -11,3 +11,4 @@ export * from './stack.js';
 export * from './stats.js';
 export * from './loopback.js';
 export * from './pmtu.js';
+export * from './rate-limit.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock, PmtuCache } from '@usernet/stack';
+import { ManualClock, PmtuCache, TokenBucket } from '@usernet/stack';
 
 describe('PmtuCache', () => {
   it('lowers a path MTU on a report, never raises it, and caps it by the link', () => {
@@ -31,5 +31,19 @@ describe('PmtuCache', () => {
     expect(c.size).toBe(3);
     expect(c.get('a', 1500)).toBe(1500);
     expect(c.get('d', 1500)).toBe(1000);
+  });
+});
+
+describe('TokenBucket', () => {
+  it('allows a burst, then the rate, and never limits at Infinity', () => {
+    const clock = new ManualClock();
+    const b = new TokenBucket(clock, 10, 3); // 10 a second, 3 saved up
+    expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);
+    clock.advance(100); // one token back
+    expect([b.take(), b.take()]).toEqual([true, false]);
+    clock.advance(10_000); // never more than the burst
+    expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);
+    const free = new TokenBucket(clock, Infinity, 1);
+    for (let i = 0; i < 1000; i++) expect(free.take()).toBe(true);
   });
 });
