@@ -122,6 +122,9 @@ describe('TcpStream', () => {
     expect(r.bytesRead).toBe(data.length);
     expect(r.remoteAddress).toBe('198.18.0.1');
     expect(r.localPort).toBe(9);
+    // Done with both: closed by us, closing the stacks afterwards reports nothing to them.
+    s.destroy();
+    r.destroy();
   });
 
   it('emits error with the UsernetError code when the peer resets, and connect errors too', async () => {
