@@ -19,6 +19,7 @@ import {
   DeliverResult,
   errnoError,
   finishChecksum,
+  gsoTransportHeaderLength,
   IPAddress,
   LoopbackQueue,
   PacketBuffer,
@@ -666,7 +667,7 @@ export class IPv4Protocol implements NetworkProtocol {
     const mtu = this.learnedMtu(route);
     // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
     // transport header; each piece must fit the path MTU.
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV4_MIN_HEADER_LENGTH + gsoTransportHeader(transportProtocol, pkt) <= mtu;
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV4_MIN_HEADER_LENGTH + gsoTransportHeaderLength(transportProtocol, pkt) <= mtu;
     if (total <= mtu || gso) {
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
@@ -868,10 +869,4 @@ function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array):
 export function ipv4(options: Ipv4Options = {}): NetworkProtocolFactory {
   resolveOptions(options);
   return (ctx: StackContext) => new IPv4Protocol(ctx, options);
-}
-
-/** The transport header each piece of a super-segment carries: TCP's data offset, else UDP's 8 bytes. */
-function gsoTransportHeader(transportProtocol: number, pkt: PacketBuffer): number {
-  if (transportProtocol === 6) return pkt.length >= 20 ? (pkt.data[pkt.start + 12]! >> 4) * 4 : 60;
-  return 8;
 }

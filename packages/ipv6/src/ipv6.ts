@@ -15,7 +15,7 @@ import type {
   Timer,
   WriteParams,
 } from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import { createCounters, DeliverResult, errnoError, finishChecksum, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
 import {
   ExtensionWalk,
   Ipv6Header,
@@ -750,7 +750,7 @@ export class IPv6Protocol implements NetworkProtocol {
     const total = IPV6_HEADER_LENGTH + payloadLen;
     // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
     // transport header; each piece must fit the path MTU.
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeader(transportProtocol, pkt) <= mtu;
+    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeaderLength(transportProtocol, pkt) <= mtu;
     if (total <= mtu || gso) {
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
@@ -989,10 +989,4 @@ function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array):
 export function ipv6(options: Ipv6Options = {}): NetworkProtocolFactory {
   resolveOptions(options);
   return (ctx: StackContext) => new IPv6Protocol(ctx, options);
-}
-
-/** The transport header each piece of a super-segment carries: TCP's data offset, else UDP's 8 bytes. */
-function gsoTransportHeader(transportProtocol: number, pkt: PacketBuffer): number {
-  if (transportProtocol === 6) return pkt.length >= 20 ? (pkt.data[pkt.start + 12]! >> 4) * 4 : 60;
-  return 8;
 }

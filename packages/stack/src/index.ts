@@ -12,3 +12,4 @@ export * from './stats.js';
 export * from './loopback.js';
 export * from './pmtu.js';
 export * from './rate-limit.js';
+export * from './gso.js';
