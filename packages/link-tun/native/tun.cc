@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+
 #ifndef TUN_F_USO4
 #define TUN_F_USO4 0x20
 #endif
@@ -44,6 +45,13 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
   e.Set("errno", Napi::Number::New(env, err));
   e.Set("syscall", Napi::String::New(env, syscall));
   e.ThrowAsJavaScriptException();
+}
+
+// The casts below (As<Napi::Uint32Array>() and the like) check nothing: a Uint8Array taken for a
+// Uint32Array would be read and written 4x past its end. Every typed-array argument is checked
+// for its element type first, every number for being a number.
+bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
 }
 
 inline size_t Align8(size_t v) { return (v + 7) & ~static_cast<size_t>(7); }
@@ -209,8 +217,9 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   // meta[3] = end offset of the last packet; then meta[4 + 2i] = offset, meta[5 + 2i] = length.
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 6 || !info[0].IsTypedArray() || !info[5].IsTypedArray()) {
-      Napi::TypeError::New(env, "read(slab, cursor, headroom, maxRead, maxPackets, meta)").ThrowAsJavaScriptException();
+    if (info.Length() < 6 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber() ||
+        !info[4].IsNumber() || !IsTypedArrayOf(info[5], napi_uint32_array)) {
+      Napi::TypeError::New(env, "read(slab: Uint8Array, cursor, headroom, maxRead, maxPackets: number, meta: Uint32Array)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Uint8Array slab = info[0].As<Napi::Uint8Array>();
@@ -270,8 +279,9 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   // result[1] = other failures, result[2] = errno of the last other failure, result[3] = bytes written.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsArray() || !info[2].IsTypedArray() || !info[3].IsTypedArray() || !info[4].IsTypedArray()) {
-      Napi::TypeError::New(env, "write(bufs, count, starts, lens, result)").ThrowAsJavaScriptException();
+    if (info.Length() < 5 || !info[0].IsArray() || !info[1].IsNumber() || !IsTypedArrayOf(info[2], napi_uint32_array) ||
+        !IsTypedArrayOf(info[3], napi_uint32_array) || !IsTypedArrayOf(info[4], napi_uint32_array)) {
+      Napi::TypeError::New(env, "write(bufs: Uint8Array[], count: number, starts, lens, result: Uint32Array)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     napi_value arr = info[0];
@@ -293,10 +303,11 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
     for (size_t i = 0; i < count; i++) {
       napi_value v;
       void* data = nullptr;
-      size_t byteLen = 0;
+      size_t byteLen = 0;  // a Uint8Array: its length is its byte length
       bool isTyped = false;
+      napi_typedarray_type type = napi_int8_array;
       if (napi_get_element(env, arr, static_cast<uint32_t>(i), &v) != napi_ok || napi_is_typedarray(env, v, &isTyped) != napi_ok || !isTyped ||
-          napi_get_typedarray_info(env, v, nullptr, &byteLen, &data, nullptr, nullptr) != napi_ok) {
+          napi_get_typedarray_info(env, v, &type, &byteLen, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
         failed++;
         lastErr = EINVAL;
         continue;
