@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "lockdown.h"
 
 #ifndef TUN_F_USO4
 #define TUN_F_USO4 0x20
@@ -403,6 +404,7 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TunHandle", TunHandle::Define(env));
   exports.Set("VNET_HDR_LEN", Napi::Number::New(env, kVnetHdrLen));
+  usernet::InitLockDown(env, exports);
   return exports;
 }
 

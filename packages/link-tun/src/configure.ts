@@ -1,8 +1,9 @@
 /** Kernel-side configuration through iproute2 (`ip`), and dropping root once the device is open. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { ErrnoCode } from '@usernet/stack';
 import { errnoError, Subnet } from '@usernet/stack';
+import type { LockDownResult } from './lockdown.js';
+import { lockDown } from './lockdown.js';
 
 export interface ConfigureTunOptions {
   /** CIDRs for the kernel side, like `198.18.0.1/24` or `fd00::1/64`. */
@@ -61,86 +62,11 @@ export function configureTun(name: string, options: ConfigureTunOptions): void {
   if (options.up !== false) run(['link', 'set', 'dev', name, 'up']);
 }
 
-function lookup(file: string, name: string): string[] | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name) return f;
-  }
-  return undefined;
-}
-
-function idOf(flag: '-u' | '-g', user: string): number | undefined {
-  try {
-    const out = execFileSync('id', [flag, '--', user], { stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' }).trim();
-    return /^\d+$/.test(out) ? Number(out) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function rethrow(e: unknown, syscall: string, detail: string): never {
-  const code = (e as { code?: unknown }).code;
-  throw errnoError(code === 'EPERM' || code === 'EINVAL' ? code : 'EPERM', syscall, `${detail}: ${e instanceof Error ? e.message : String(e)}`);
-}
-
 /**
- * Drops root for good: setgroups([]) + setgid + setuid to `user` (from /etc/passwd, else `id`)
- * and its primary group, or `group` (a name from /etc/group, or a number). The TUN fd stays
- * usable; configuring the kernel side no longer is. Throws EPERM when not root, EINVAL for an
- * unknown user or group, ENOSYS where the process cannot change ids (Windows, worker threads).
+ * Drops root for good: the same as `lockDown({ user, group })` (see lockdown.ts), which besides
+ * switching user and group clears every capability and installs the seccomp filter that keeps
+ * the TUN device from being administered. Throws what lockDown throws.
  */
-export function dropPrivileges(user: string, group?: string): void {
-  const p = process;
-  if (typeof p.setuid !== 'function' || typeof p.setgid !== 'function' || typeof p.setgroups !== 'function' || typeof p.getuid !== 'function') {
-    throw errnoError('ENOSYS', 'dropPrivileges', 'process.setuid is not available here (main thread on POSIX only)');
-  }
-  if (typeof user !== 'string' || user === '' || user.includes(':') || user.includes('\n')) throw errnoError('EINVAL', 'dropPrivileges', `bad user name ${JSON.stringify(user)}`);
-  const pw = lookup('/etc/passwd', user);
-  let uid = pw !== undefined && /^\d+$/.test(pw[2] ?? '') ? Number(pw[2]) : idOf('-u', user);
-  let gid = pw !== undefined && /^\d+$/.test(pw[3] ?? '') ? Number(pw[3]) : idOf('-g', user);
-  if (uid === undefined && /^\d+$/.test(user)) {
-    uid = Number(user);
-    gid ??= uid;
-  }
-  if (uid === undefined || gid === undefined) throw errnoError('EINVAL', 'dropPrivileges', `unknown user ${JSON.stringify(user)}`);
-  if (group !== undefined) {
-    if (typeof group !== 'string' || group === '' || group.includes(':') || group.includes('\n')) throw errnoError('EINVAL', 'dropPrivileges', `bad group name ${JSON.stringify(group)}`);
-    const gr = lookup('/etc/group', group);
-    if (gr !== undefined && /^\d+$/.test(gr[2] ?? '')) gid = Number(gr[2]);
-    else if (/^\d+$/.test(group)) gid = Number(group);
-    else throw errnoError('EINVAL', 'dropPrivileges', `unknown group ${JSON.stringify(group)}`);
-  }
-  if (p.getuid() !== 0 && p.geteuid?.() !== 0) throw errnoError('EPERM', 'dropPrivileges', 'only root can change its user and group');
-  try {
-    p.setgroups([]);
-  } catch (e) {
-    rethrow(e, 'setgroups', 'clearing supplementary groups');
-  }
-  try {
-    p.setgid(gid);
-  } catch (e) {
-    rethrow(e, 'setgid', String(gid));
-  }
-  try {
-    p.setuid(uid);
-  } catch (e) {
-    rethrow(e, 'setuid', String(uid));
-  }
-  if (uid !== 0) {
-    // Make sure the way back is closed.
-    let regained = false;
-    try {
-      p.setuid(0);
-      regained = true;
-    } catch {
-      // expected: EPERM
-    }
-    if (regained) throw errnoError('EPERM', 'dropPrivileges', 'root could be regained after setuid');
-  }
+export function dropPrivileges(user: string, group?: string): LockDownResult {
+  return lockDown(group === undefined ? { user } : { user, group });
 }

@@ -2,6 +2,8 @@ export { openTun, READ_BATCH_PACKETS, TUN_COUNTERS, TunLink } from './link.js';
 export type { TunCounter, TunOffloads, TunOptions } from './link.js';
 export { configureTun, dropPrivileges } from './configure.js';
 export type { ConfigureTunOptions } from './configure.js';
+export { lockDown, resolveUser, threadsWithCapabilities } from './lockdown.js';
+export type { LockDownOptions, LockDownResult, ResolvedUser } from './lockdown.js';
 export {
   completeChecksum,
   MAX_USO_SEGMENTS,

@@ -24,8 +24,18 @@ export interface NativeTunHandle {
   close(): void;
 }
 
+/** What the addon's lockDown reports. */
+export interface NativeLockDownResult {
+  boundingSetCleared: boolean;
+  /** Threads the per-thread steps could not reach (they block the signal used for it). */
+  unreachableThreads: number[];
+  filterInstructions: number;
+}
+
 interface NativeModule {
   TunHandle: new (name: string, vnetHdr: boolean) => NativeTunHandle;
+  /** See lockdown.ts; uid and gid -1 keep the current ones. */
+  lockDown(uid: number, gid: number): NativeLockDownResult;
 }
 
 // src/ and dist/ are both one level below the package root.

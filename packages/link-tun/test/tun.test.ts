@@ -362,6 +362,129 @@ describe.skipIf(skip)('TUN device (root, network namespace)', () => {
       expect(last.sent).toBeGreaterThanOrEqual(3);
     });
 
+    interface ThreadStatus {
+      tid: number;
+      CapEff: string;
+      CapPrm: string;
+      CapAmb: string;
+      SigBlk: string;
+    }
+    interface LockdownReport {
+      before: Record<string, string>;
+      after: Record<string, string>;
+      threads: ThreadStatus[];
+      result: { uid: number; boundingSetCleared: boolean; threadsWithCapabilities: number[] } | null;
+      lockError: string | null;
+      again: string | null;
+      ioctls: Record<string, string>;
+      openError: string | null;
+      fsOk: boolean;
+      workerSays: number;
+    }
+    const ADMIN_IOCTLS = ['TUNSETPERSIST', 'TUNSETOWNER', 'TUNSETGROUP', 'TUNSETCARRIER', 'TUNSETOFFLOAD', 'TUNSETIFF'];
+    const statusLines = (s: Record<string, string>): string =>
+      ['Uid', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp'].map((k) => `${k}: ${s[k]}`).join(', ');
+
+    /** Runs the lockdown child (argv before the script: a wrapper like setpriv), checks it answers pings, returns its report. */
+    async function lockedDownChild(wrapper: string[], user: string | undefined): Promise<LockdownReport> {
+      needBuild();
+      const ns = newNetns();
+      const name = devName();
+      // A device the old code let a locked process make persistent would outlive the test.
+      cleanups.push(() => {
+        try {
+          execFileSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+        } catch {
+          // gone with the namespace: the usual case
+        }
+      });
+      const argv = [...wrapper, process.execPath, CHILD, 'lockdown', name, ...(user === undefined ? [] : [user])];
+      const child = spawnTracked(argv[0]!, argv.slice(1));
+      await until('the child to lock down', () => child.out().includes('"ready"') || child.exitCode !== null, 200);
+      const report = JSON.parse(child.out().split('\n').find((l) => l.includes('"ready"')) ?? 'null') as LockdownReport | null;
+      expect(report, child.out()).not.toBeNull();
+      console.log(`[link-tun] lock-down ${wrapper.length > 0 ? 'with ' + wrapper.join(' ') : 'as root'}:\n  before: ${statusLines(report!.before)}\n  after:  ${statusLines(report!.after)}\n  ioctls: ${JSON.stringify(report!.ioctls)}`);
+      // The link still moves packets both ways.
+      plumb(name, ns);
+      const r = await run('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', US]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      child.stdin!.end();
+      expect(await waitExit(child, 10_000), child.out()).toBe(0);
+      const last = JSON.parse(child.out().trim().split('\n').at(-1)!) as { received: number; sent: number };
+      expect(last.received).toBeGreaterThanOrEqual(3);
+      expect(last.sent).toBeGreaterThanOrEqual(3);
+      return report!;
+    }
+
+    function expectLockedDown(rep: LockdownReport): void {
+      expect(rep.lockError).toBeNull();
+      expect(rep.after.NoNewPrivs).toBe('1');
+      expect(rep.after.Seccomp).toBe('2'); // SECCOMP_MODE_FILTER
+      for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(rep.after[set], set).toBe('0000000000000000');
+      // Every attempt to administer the device through its fd is refused by the filter.
+      for (const ioctl of ADMIN_IOCTLS) expect(rep.ioctls[ioctl], `${ioctl} ${JSON.stringify(rep.ioctls)}`).toBe('EPERM');
+      // No new device either: TUNSETIFF (EPERM), or /dev/net/tun itself when it is 0600 (EACCES).
+      expect(['EPERM', 'EACCES']).toContain(rep.openError);
+      expect(rep.again).toBe('EALREADY');
+      // Node keeps working: timers (we got here), fs through the threadpool, worker threads.
+      expect(rep.fsOk).toBe(true);
+      expect(rep.workerSays).toBe(42);
+    }
+
+    it('lockDown as root: nobody, no capabilities anywhere, no_new_privs, TUN administration refused, packets flow', async (ctx) => {
+      if (!hasPython()) ctx.skip('python3 is needed to try the ioctls');
+      const rep = await lockedDownChild([], 'nobody');
+      expect(rep.before.CapEff).not.toBe('0000000000000000');
+      expectLockedDown(rep);
+      expect(rep.after.Uid).toBe('65534\t65534\t65534\t65534');
+      expect(rep.after.CapBnd).toBe('0000000000000000');
+      expect(rep.result!.boundingSetCleared).toBe(true);
+      // Leaving uid 0 clears every thread (glibc applies setresuid to all of them).
+      expect(rep.result!.threadsWithCapabilities).toEqual([]);
+      for (const t of rep.threads) expect([t.tid, t.CapEff, t.CapPrm, t.CapAmb]).toEqual([t.tid, '0000000000000000', '0000000000000000', '0000000000000000']);
+    });
+
+    const setpriv = ((): string | undefined => {
+      try {
+        return execFileSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    })();
+
+    it('lockDown in a non-root process holding CAP_NET_ADMIN sheds it', async (ctx) => {
+      if (!hasPython()) ctx.skip('python3 is needed to try the ioctls');
+      if (setpriv === undefined) ctx.skip('setpriv (util-linux) is needed to start a non-root process with capabilities');
+      // nobody with CAP_NET_ADMIN (and CAP_DAC_OVERRIDE, for a /dev/net/tun that is not 0666) as
+      // ambient capabilities: the way a service manager hands them out (AmbientCapabilities=).
+      const caps = '+net_admin,+dac_override';
+      const rep = await lockedDownChild([setpriv, '--reuid=65534', '--regid=65534', '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`], undefined);
+      expect(BigInt(`0x${rep.before.CapEff}`) & (1n << 12n)).toBe(1n << 12n); // CAP_NET_ADMIN
+      expectLockedDown(rep);
+      expect(rep.result!.uid).toBe(65534);
+      expect(rep.result!.boundingSetCleared).toBe(false); // needs CAP_SETPCAP; no_new_privs makes it moot
+      // A thread that blocks every real-time signal cannot be reached (Node's SIGUSR1 watcher);
+      // every other thread has shed its capabilities.
+      for (const t of rep.threads) {
+        const blocksRt = (BigInt(`0x${t.SigBlk}`) >> 34n) === (1n << 30n) - 1n; // signals 35..64
+        if (!blocksRt) expect([t.tid, t.CapEff, t.CapPrm, t.CapAmb]).toEqual([t.tid, '0000000000000000', '0000000000000000', '0000000000000000']);
+      }
+      expect(rep.result!.threadsWithCapabilities.length).toBeLessThanOrEqual(1);
+    });
+
+    it('the addon throws TypeError for typed arrays of the wrong element type (and does not crash)', async () => {
+      needBuild();
+      const child = spawnTracked(process.execPath, [CHILD, 'typed', devName()]);
+      expect(await waitExit(child, 10_000), child.out()).toBe(0);
+      const out = JSON.parse(child.out().trim().split('\n').at(-1)!) as Record<string, string>;
+      for (const [call, got] of Object.entries(out)) {
+        if (call.endsWith('too short')) expect(got, call).toBe('RangeError');
+        else if (call === 'write Float64Array packet') expect(got).toBe('0 written, 1 failed');
+        else expect(got, call).toBe('TypeError');
+      }
+      expect(Object.keys(out).length).toBe(12);
+    });
+
     for (const mode of ['unref', 'exit'] as const) {
       it(`a process that exits with a link open exits cleanly (${mode === 'unref' ? 'unref, loop empties' : 'process.exit'})`, async () => {
         needBuild();
