@@ -18,7 +18,9 @@ N bytes, byte i being i % 251). Needs root (or CAP_NET_ADMIN) to open the device
   --no-offload       no virtio-net header: no checksum offload, no TSO/USO
   --cc NAME          TCP congestion control: reno (default) or cubic
   --pcap FILE        capture every packet crossing the TUN to FILE (libpcap, LINKTYPE_RAW)
-  --user USER        drop root to USER (and its primary group) once the device is set up
+  --user USER        drop root to USER (and its primary group) once the device is set up;
+                     without it, usernet-host stays uid 0 (it warns). Either way it then
+                     holds no capabilities and cannot administer the TUN device (seccomp)
   -h, --help         show this help
 
 Prints one line "ready" on stdout once serving. SIGUSR1 prints the counters as one JSON

@@ -25,7 +25,7 @@ function main(): void {
   const options = parsed.options;
   let host: Host;
   try {
-    host = startHost(options);
+    host = startHost({ ...options, lockDown: true });
   } catch (e) {
     process.stderr.write(`usernet-host: cannot start: ${errorText(e)}\n`);
     process.exitCode = 1;
@@ -66,6 +66,19 @@ function main(): void {
       `${options.pcap !== undefined ? `; capturing to ${options.pcap}` : ''}` +
       `${options.user !== undefined ? `; running as ${options.user}` : ''}\n`,
   );
+  const locked = host.lockDown;
+  if (locked !== null && locked.uid === 0) {
+    process.stderr.write(
+      'usernet-host: warning: still running as root (uid 0) without capabilities; root still owns its files. ' +
+        'Give --user (like --user nobody) to drop to another user.\n',
+    );
+  }
+  if (locked !== null && locked.threadsWithCapabilities.length > 0) {
+    process.stderr.write(
+      `usernet-host: warning: ${locked.threadsWithCapabilities.length} thread(s) that block every signal kept their capabilities ` +
+        '(capabilities belong to threads; a --user change clears them everywhere)\n',
+    );
+  }
   process.stdout.write('ready\n');
 }
 

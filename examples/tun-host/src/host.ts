@@ -10,8 +10,8 @@ import { cubic } from '@usernet/tcp-cc-cubic';
 import type { Server } from 'node:http';
 import type { CaptureLink } from '@usernet/pcap';
 import { withCapture } from '@usernet/pcap';
-import type { TunLink, TunOffloads } from '@usernet/link-tun';
-import { configureTun, dropPrivileges, openTun } from '@usernet/link-tun';
+import type { LockDownResult, TunLink, TunOffloads } from '@usernet/link-tun';
+import { configureTun, lockDown, openTun, resolveUser } from '@usernet/link-tun';
 import type { HttpCounters, TcpServiceCounters } from './tcp-services.js';
 import { httpService, newHttpCounters, newTcpServiceCounters, tcpDiscard, tcpEcho } from './tcp-services.js';
 
@@ -30,6 +30,13 @@ export interface HostOptions {
   pcap?: string;
   /** Drop root to this user (and its primary group) once everything needing root is done. */
   user?: string;
+  /**
+   * Lock the process down once everything needing privileges is done (link-tun's `lockDown`: no
+   * capabilities, no_new_privs, a seccomp filter that keeps the TUN device from being
+   * administered; with `user`, that user). Default true when `user` is given, else false (it
+   * changes the whole process for good); the CLI always does it.
+   */
+  lockDown?: boolean;
   /**
    * Configure the kernel side (`peers`, MTU, up) with iproute2. Default true. Turn it off when
    * the caller moves the device into another namespace and configures it there.
@@ -82,6 +89,8 @@ export interface Host {
   readonly link: TunLink;
   /** The capture wrapper around the TUN, when `pcap` was given. */
   readonly capture: CaptureLink | null;
+  /** What the lock-down did, when the process was locked down. */
+  readonly lockDown: LockDownResult | null;
   /** A snapshot of every counter. */
   stats(): HostStats;
   /** Stops the services, closes the stack, the capture file (flushed) and the device. Idempotent. */
@@ -140,6 +149,11 @@ export function startHost(options: HostOptions): Host {
   const cc = options.cc ?? 'reno';
   if (!CONGESTION_CONTROLS.includes(cc)) throw errnoError('EINVAL', 'startHost', `congestion control ${JSON.stringify(cc)}: one of ${CONGESTION_CONTROLS.join(', ')}`);
 
+  // An unknown user fails here, before the device exists.
+  if (options.user !== undefined) resolveUser(options.user);
+  const lock = options.lockDown ?? options.user !== undefined;
+  if (!lock && options.user !== undefined) throw errnoError('EINVAL', 'startHost', 'a user needs the lock-down (lockDown: true)');
+
   const tun = openTun({ name: options.tun, mtu: options.mtu, offload: options.offload ?? true });
   let capture: CaptureLink | null = null;
   let stack: Stack | null = null;
@@ -167,6 +181,7 @@ export function startHost(options: HostOptions): Host {
   const listeners: TcpListener[] = [];
   let httpServer: Server | null = null;
   let flushTimer: NodeJS.Timeout | null = null;
+  let locked: LockDownResult | null = null;
   let closed = false;
 
   const close = (): void => {
@@ -227,7 +242,7 @@ export function startHost(options: HostOptions): Host {
       flushTimer.unref();
     }
     // Last: everything above may need root (the device, iproute2, creating the capture file).
-    if (options.user !== undefined) dropPrivileges(options.user);
+    if (lock) locked = lockDown(options.user === undefined ? {} : { user: options.user });
   } catch (e) {
     close();
     throw e;
@@ -237,6 +252,7 @@ export function startHost(options: HostOptions): Host {
     stack: st,
     link: tun,
     capture,
+    lockDown: locked,
     stats(): HostStats {
       return {
         tun: { name: tun.name, mtu: tun.mtu, offloads: { ...tun.offloads } },

@@ -10,6 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostProcess, HostStatsJson } from './lab.js';
 import { hasTshark, HOST, Lab, must, mustRun, run, tsharkProblems, withTimeout } from './lab.js';
 
+const ZERO = '0000000000000000';
+
+/** The credential lines of /proc/PID/status (its main thread). */
+function procStatus(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):\s*(.*)$/gm)) out[m[1]!] = m[2]!.trim();
+  return out;
+}
+
 function pattern(n: number): Buffer {
   const b = Buffer.alloc(n);
   for (let i = 0; i < n; i++) b[i] = (i * 7 + (i >> 8)) & 0xff;
@@ -34,6 +43,13 @@ describe.skipIf(!run).each([
 
   it('prints exactly one line, ready, on stdout once serving', () => {
     expect(host.lines).toEqual(['ready']);
+  });
+
+  it('without --user: locks itself down anyway, and warns on stderr that it is still root', () => {
+    const st = procStatus(host.pid);
+    expect(st.Uid).toBe('0\t0\t0\t0');
+    expect([st.CapEff, st.CapPrm, st.CapBnd, st.NoNewPrivs, st.Seccomp]).toEqual([ZERO, ZERO, ZERO, '1', '2']);
+    expect(host.stderr).toMatch(/usernet-host: warning: still running as root/);
   });
 
   it('answers 20 kernel pings', () => {
@@ -109,6 +125,13 @@ describe.skipIf(!run)('usernet-host --user nobody --mtu 9000', () => {
     const nobody = Number(must('id', ['-u', 'nobody']).trim());
     expect(uid!.slice(1).map(Number)).toEqual([nobody, nobody, nobody, nobody]);
     expect(/^Groups:[ \t]*$/m.test(status)).toBe(true);
+  });
+
+  it('is locked down: no capabilities, no_new_privs, a seccomp filter; no warning', () => {
+    const st = procStatus(host.pid);
+    expect([st.CapInh, st.CapPrm, st.CapEff, st.CapBnd, st.CapAmb]).toEqual([ZERO, ZERO, ZERO, ZERO, ZERO]);
+    expect([st.NoNewPrivs, st.Seccomp]).toEqual(['1', '2']);
+    expect(host.stderr).not.toMatch(/warning/);
   });
 
   it('still answers ping and UDP echo', () => {
