@@ -90,7 +90,10 @@ const long kDenied[] = {
     __NR_delete_module,   __NR_mount,            __NR_umount2,           __NR_pivot_root,
     __NR_swapon,          __NR_swapoff,          __NR_reboot,            __NR_unshare,
     __NR_setns,           __NR_keyctl,           __NR_add_key,           __NR_request_key,
-    __NR_personality,     __NR_userfaultfd,      __NR_open_by_handle_at, __NR_acct,
+    __NR_personality,     __NR_open_by_handle_at, __NR_acct,
+#ifdef __NR_userfaultfd
+    __NR_userfaultfd,
+#endif
 #ifdef __NR_fsopen
     __NR_fsopen,          __NR_fsconfig,         __NR_fsmount,           __NR_fspick,
     __NR_move_mount,      __NR_open_tree,
@@ -143,8 +146,10 @@ std::vector<sock_filter> BuildFilter() {
   }
   // clone3 passes its flags in memory a filter cannot read: ENOSYS makes glibc fall back to
   // clone(2), whose flags it can.
+#ifdef __NR_clone3
   jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1);
   stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+#endif
   // clone(2): x86_64 and arm64 both take the flags as the first argument.
   jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4);
   stmt(BPF_LD | BPF_W | BPF_ABS, kArgLow(0));

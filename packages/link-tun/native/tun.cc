@@ -48,12 +48,27 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
   e.ThrowAsJavaScriptException();
 }
 
-// The casts below (As<Napi::Uint32Array>() and the like) check nothing: a Uint8Array taken for a
-// Uint32Array would be read and written 4x past its end. Every typed-array argument is checked
-// for its element type first, every number for being a number.
-bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
-  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
+// Typed-array arguments are checked for their element type (a Uint8Array taken for a Uint32Array
+// would be read and written 4x past its end) with one napi_get_typedarray_info each, and numbers
+// for being numbers; the read/write path below uses the raw pointers and lengths.
+template <typename T>
+struct View {
+  T* data = nullptr;
+  size_t length = 0;  // elements
+};
+
+template <typename T>
+bool TypedArrayOf(napi_env env, napi_value v, napi_typedarray_type type, View<T>* out) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type actual;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &actual, &out->length, &data, nullptr, nullptr) != napi_ok || actual != type) return false;
+  out->data = static_cast<T*>(data);
+  return true;
 }
+
+bool Uint32Of(napi_env env, napi_value v, uint32_t* out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
 
 inline size_t Align8(size_t v) { return (v + 7) & ~static_cast<size_t>(7); }
 
@@ -218,19 +233,20 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   // meta[3] = end offset of the last packet; then meta[4 + 2i] = offset, meta[5 + 2i] = length.
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 6 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber() ||
-        !info[4].IsNumber() || !IsTypedArrayOf(info[5], napi_uint32_array)) {
+    View<uint8_t> slab;
+    View<uint32_t> meta;
+    uint32_t cursor = 0, headroomArg = 0, maxReadArg = 0, maxPacketsArg = 0;
+    if (info.Length() < 6 || !TypedArrayOf(env, info[0], napi_uint8_array, &slab) || !Uint32Of(env, info[1], &cursor) || !Uint32Of(env, info[2], &headroomArg) ||
+        !Uint32Of(env, info[3], &maxReadArg) || !Uint32Of(env, info[4], &maxPacketsArg) || !TypedArrayOf(env, info[5], napi_uint32_array, &meta)) {
       Napi::TypeError::New(env, "read(slab: Uint8Array, cursor, headroom, maxRead, maxPackets: number, meta: Uint32Array)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Uint8Array slab = info[0].As<Napi::Uint8Array>();
-    Napi::Uint32Array meta = info[5].As<Napi::Uint32Array>();
-    size_t pos = info[1].As<Napi::Number>().Uint32Value();
-    const size_t headroom = info[2].As<Napi::Number>().Uint32Value();
-    const size_t maxRead = info[3].As<Napi::Number>().Uint32Value();
-    size_t maxPackets = info[4].As<Napi::Number>().Uint32Value();
-    uint32_t* m = meta.Data();
-    const size_t metaLen = meta.ElementLength();
+    size_t pos = cursor;
+    const size_t headroom = headroomArg;
+    const size_t maxRead = maxReadArg;
+    size_t maxPackets = maxPacketsArg;
+    uint32_t* m = meta.data;
+    const size_t metaLen = meta.length;
     if (metaLen < kMetaHeader) {
       Napi::RangeError::New(env, "meta too short").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -242,8 +258,8 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
       m[2] = EBADF;
       return Napi::Number::New(env, 0);
     }
-    uint8_t* base = slab.Data();
-    const size_t slabLen = slab.ByteLength();
+    uint8_t* base = slab.data;
+    const size_t slabLen = slab.length;  // bytes: a Uint8Array
     size_t count = 0;
     size_t lost = 0;
     while (count < maxPackets) {
@@ -280,25 +296,24 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   // result[1] = other failures, result[2] = errno of the last other failure, result[3] = bytes written.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsArray() || !info[1].IsNumber() || !IsTypedArrayOf(info[2], napi_uint32_array) ||
-        !IsTypedArrayOf(info[3], napi_uint32_array) || !IsTypedArrayOf(info[4], napi_uint32_array)) {
+    View<uint32_t> starts, lens, result;
+    uint32_t countArg = 0;
+    if (info.Length() < 5 || !info[0].IsArray() || !Uint32Of(env, info[1], &countArg) || !TypedArrayOf(env, info[2], napi_uint32_array, &starts) ||
+        !TypedArrayOf(env, info[3], napi_uint32_array, &lens) || !TypedArrayOf(env, info[4], napi_uint32_array, &result)) {
       Napi::TypeError::New(env, "write(bufs: Uint8Array[], count: number, starts, lens, result: Uint32Array)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     napi_value arr = info[0];
-    size_t count = info[1].As<Napi::Number>().Uint32Value();
-    Napi::Uint32Array starts = info[2].As<Napi::Uint32Array>();
-    Napi::Uint32Array lens = info[3].As<Napi::Uint32Array>();
-    Napi::Uint32Array result = info[4].As<Napi::Uint32Array>();
-    if (result.ElementLength() < 4) {
+    size_t count = countArg;
+    if (result.length < 4) {
       Napi::RangeError::New(env, "result too short").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (count > starts.ElementLength()) count = starts.ElementLength();
-    if (count > lens.ElementLength()) count = lens.ElementLength();
-    const uint32_t* s = starts.Data();
-    const uint32_t* l = lens.Data();
-    uint32_t* r = result.Data();
+    if (count > starts.length) count = starts.length;
+    if (count > lens.length) count = lens.length;
+    const uint32_t* s = starts.data;
+    const uint32_t* l = lens.data;
+    uint32_t* r = result.data;
     uint32_t written = 0, dropped = 0, failed = 0, lastErr = 0;
     uint32_t bytes = 0;
     for (size_t i = 0; i < count; i++) {
