@@ -331,6 +331,48 @@ export function skipExtensions(buf: Uint8Array, off: number, len: number, out: n
   return -1;
 }
 
+/**
+ * RFC 7112 §5 (and RFC 8200 §4.5): the first fragment (offset 0) of the IPv6 packet at
+ * `buf[off..off+len)` must hold the whole header chain: every extension header after the
+ * fragment header at `fragmentHeaderOffset` and the upper-layer header itself. False when the
+ * chain runs past the fragment's end. The upper-layer header must be there whole for TCP (20
+ * bytes), UDP (8) and ICMPv6 (8, type through the first 4 message bytes, as Linux asks); for
+ * other protocols, whose header length we do not know, its first byte; No Next Header needs
+ * nothing. Bounded by {@link MAX_EXTENSION_HEADERS}: a longer chain is left to the walk after
+ * reassembly, which drops it as malformed.
+ */
+export function firstFragmentHasHeaderChain(buf: Uint8Array, off: number, len: number, fragmentHeaderOffset: number): boolean {
+  let nh = buf[off + fragmentHeaderOffset]!;
+  let pos = fragmentHeaderOffset + IPV6_FRAGMENT_HEADER_LENGTH;
+  for (let count = 0; count <= MAX_EXTENSION_HEADERS; count++) {
+    switch (nh) {
+      case NextHeader.NoNextHeader:
+        return true;
+      case NextHeader.TCP:
+        return pos + 20 <= len;
+      case NextHeader.UDP:
+      case NextHeader.ICMPv6:
+        return pos + 8 <= len;
+      case NextHeader.HopByHop:
+      case NextHeader.Routing:
+      case NextHeader.DestinationOptions:
+        if (pos + 2 > len) return false;
+        nh = buf[off + pos]!;
+        pos += (buf[off + pos + 1]! + 1) * 8;
+        if (pos > len) return false;
+        continue;
+      case NextHeader.Fragment:
+        if (pos + IPV6_FRAGMENT_HEADER_LENGTH > len) return false;
+        nh = buf[off + pos]!;
+        pos += IPV6_FRAGMENT_HEADER_LENGTH;
+        continue;
+      default:
+        return pos + 1 <= len;
+    }
+  }
+  return true;
+}
+
 /** True for ff00::/8. */
 export function isMulticast6(buf: Uint8Array, off: number): boolean {
   return buf[off] === 0xff;

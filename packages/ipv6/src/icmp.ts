@@ -30,7 +30,8 @@ export const Icmpv6UnreachableCode = {
 } as const;
 
 export const Icmpv6TimeExceededCode = { HopLimit: 0, FragmentReassembly: 1 } as const;
-export const Icmpv6ParameterProblemCode = { ErroneousHeaderField: 0, UnrecognizedNextHeader: 1, UnrecognizedOption: 2 } as const;
+/** RFC 4443 §3.4 codes 0-2; code 3, the first fragment has an incomplete header chain (RFC 7112 §5). */
+export const Icmpv6ParameterProblemCode = { ErroneousHeaderField: 0, UnrecognizedNextHeader: 1, UnrecognizedOption: 2, IncompleteHeaderChain: 3 } as const;
 
 /** RFC 4443 §2.1: types below 128 are errors. */
 export function isIcmpv6Error(type: number): boolean {

@@ -18,6 +18,7 @@ import type {
 import { createCounters, DeliverResult, errnoError, finishChecksum, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
 import {
   ExtensionWalk,
+  firstFragmentHasHeaderChain,
   Ipv6Header,
   IPV6_FRAGMENT_HEADER_LENGTH,
   IPV6_HEADER_LENGTH,
@@ -46,7 +47,7 @@ import {
   setIcmpv6Checksum,
 } from './icmp.js';
 import type { ExpiredDatagram } from './reassembly.js';
-import { Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
+import { DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
 
 const ID_BUCKETS = 2048;
 /** Hop limit of every neighbour discovery message, required on receipt (RFC 4861 §6.1, §7.1). */
@@ -64,7 +65,11 @@ export interface Ipv6Options {
   reassemblyTimeoutMs?: number;
   /** Bytes the reassembly table may hold. Default 4 MiB. */
   reassemblyMemoryLimit?: number;
-  /** Fragments one datagram may have. Default 8192 (65535 bytes in 8-byte fragments). */
+  /**
+   * Fragments one datagram may have; a datagram needing more is dropped. Default 1365 (65535 /
+   * 48, as IPv4: see DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM); at most 8192 (65535 bytes in 8-byte
+   * fragments).
+   */
   maxFragmentsPerDatagram?: number;
   /** ICMPv6 errors per second at most (token bucket, RFC 4443 §2.4(f)). Default 1000. */
   icmpErrorRate?: number;
@@ -181,7 +186,7 @@ function resolveOptions(o: Ipv6Options): Required<Ipv6Options> {
     hopLimit: positiveInt('hopLimit', o.hopLimit, 64, 1, 255),
     reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 60_000),
     reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
-    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, 8192, 2, 8192),
+    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, 2, 8192),
     icmpErrorRate: rate,
     icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
     pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
@@ -321,6 +326,13 @@ export class IPv6Protocol implements NetworkProtocol {
       if (badLength || w.fragmentOffset + dataLen > IPV6_MAX_PAYLOAD_LENGTH) {
         st.ReassemblyMalformedFragments++;
         if (!multicast) this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, Icmpv6ParameterProblemCode.ErroneousHeaderField, badLength ? 4 : w.fragmentHeaderOffset + 2, false);
+        return;
+      }
+      // RFC 7112 §5 / RFC 8200 §4.5: a first fragment without the whole header chain through
+      // the upper-layer header is dropped, answered with parameter problem code 3, pointer 0.
+      if (w.fragmentOffset === 0 && !firstFragmentHasHeaderChain(buf, ipOff, total, w.fragmentHeaderOffset)) {
+        st.ReassemblyIncompleteHeaderChain++;
+        if (!multicast) this.sendIcmpError(nic, buf, ipOff, total, Icmpv6Type.ParameterProblem, Icmpv6ParameterProblemCode.IncompleteHeaderChain, 0, false);
         return;
       }
       const whole = this.reassembler.add(nic, {
@@ -529,7 +541,7 @@ export class IPv6Protocol implements NetworkProtocol {
     out[o] = Icmpv6Type.NeighborAdvertisement;
     out[o + 4] = 0x60; // S | O
     out.set(targetAddr.bytes, o + 8);
-    const dstBytes = buf.slice(srcOff, srcOff + 16);
+    const dstBytes = new Uint8Array(buf.subarray(srcOff, srcOff + 16)); // a copy (never `slice`: a view on a Buffer)
     setIcmpv6Checksum(out, o, 24, targetAddr.bytes, dstBytes);
     const ho = pkt.prepend(IPV6_HEADER_LENGTH);
     writeIpv6Header(out, ho, 0, 0, 24, NextHeader.ICMPv6, ND_HOP_LIMIT, targetAddr.bytes, dstBytes);
