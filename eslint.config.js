@@ -2,6 +2,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+import usernet from './scripts/eslint/no-byte-array-slice.js';
 
 export default tseslint.config(
   {
@@ -43,6 +44,13 @@ export default tseslint.config(
         { name: 'setImmediate', message: 'Use the injected Clock.' },
       ],
     },
+  },
+  {
+    // Received packets are Buffers (views into a link's read slab) even where typed Uint8Array,
+    // and Buffer#slice is a view that pins the slab: no `.slice()` on byte arrays outside tests.
+    files: ['packages/*/src/**/*.ts', 'apps/*/src/**/*.ts', 'examples/*/src/**/*.ts'],
+    plugins: { usernet },
+    rules: { 'usernet/no-byte-array-slice': 'error' },
   },
   {
     files: ['**/*.js', '**/*.mjs'],

@@ -104,7 +104,7 @@ export class IPAddress {
 
   /** The IPv4 address inside an IPv4-mapped IPv6 address; any other address is returned as is. */
   unmapV4(): IPAddress {
-    return this.isV4Mapped ? new IPAddress(this.bytes.slice(12, 16)) : this;
+    return this.isV4Mapped ? new IPAddress(new Uint8Array(this.bytes.subarray(12, 16))) : this;
   }
 
   toString(): string {
