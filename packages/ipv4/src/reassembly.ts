@@ -227,8 +227,9 @@ export class Reassembler {
       return null;
     }
     // Every byte is written below: the header, then the fragments, which cover [0, total).
-    const pkt = PacketBuffer.allocateUnsafe(0, hl + dg.total);
-    const out = pkt.data;
+    // Memory of its own (not Node's shared 8 KiB pool): transports may keep views of the payload.
+    const out = Buffer.allocUnsafeSlow(hl + dg.total);
+    const pkt = new PacketBuffer(out, 0, out.length);
     out.set(header, 0);
     const total = hl + dg.total;
     out[2] = total >> 8;
