@@ -13,10 +13,15 @@ import { PacketBuffer } from '@usernet/stack';
 import type { Ipv4Header } from './header.js';
 import { IPV4_FLAG_DF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, setIpv4Checksum } from './header.js';
 
-/** Bytes charged per held fragment on top of its payload (bookkeeping objects). */
-export const FRAGMENT_OVERHEAD = 64;
+/**
+ * Bytes charged per held fragment on top of its payload: its entry object, array slot and the
+ * typed array with its backing-store bookkeeping. Measured in Node 20 (100,000 one-fragment
+ * datagrams of 64 data bytes): about 930 bytes of heap and external memory per datagram in all,
+ * so the two overheads together (896) plus the payload and header copy cover what is really held.
+ */
+export const FRAGMENT_OVERHEAD = 384;
 /** Bytes charged per datagram being reassembled on top of its fragments (entry, key, header copy). */
-export const DATAGRAM_OVERHEAD = 256;
+export const DATAGRAM_OVERHEAD = 512;
 
 export const REASSEMBLY_COUNTERS = [
   'FragmentsReceived',
