@@ -3,7 +3,7 @@
  * segments, dropped as it is acknowledged), the in-order receive queue (views of received
  * payloads) and the bounded out-of-order queue.
  */
-import { seqAdd, seqDiff, seqGt, seqLt } from './wire/seq.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from './wire/seq.js';
 
 /** Size of the send buffer's chunks: writes are packed into them, and emptied ones are reused. */
 const SEND_CHUNK = 64 * 1024;
@@ -16,9 +16,6 @@ const SPARE_CHUNKS = 16;
  * Chunks have one size and emptied ones are recycled, so a bulk transfer allocates (and
  * zero-fills) nothing per write once it runs, and copies from memory that is still in cache.
  */
-/** Bytes charged per out-of-order piece on top of its payload. */
-const OOO_ENTRY_OVERHEAD = 128;
-
 export class SendBuffer {
   private chunks: Uint8Array[] = [];
   /** Bytes used in each chunk (the last one may have spare room). */
@@ -231,138 +228,300 @@ export class ReceiveQueue {
   }
 }
 
-interface OooSegment {
+/**
+ * Memory charged per out-of-order entry (one run of contiguous bytes), on top of its pieces: like
+ * the truesize Linux charges a small skb, so a peer sending one-byte pieces with gaps pays about
+ * 1 KiB for each and cannot make the queue hold many of them.
+ */
+export const OOO_ENTRY_CHARGE = 768;
+/** Memory charged per piece held in an entry, on top of its bytes (its Uint8Array and ArrayBuffer). */
+export const OOO_PIECE_CHARGE = 256;
+/** Default cap on the entries (runs) of one connection's out-of-order queue. */
+export const OOO_MAX_ENTRIES = 1024;
+/** SACK blocks remembered (RFC 2018 §3: at most 4 fit in the option). */
+const SACK_KEEP = 4;
+/** Pieces shorter than this are copied: a view would pin the whole packet buffer it came in. */
+const OOO_COPY_BELOW = 512;
+
+/** One run of contiguous out-of-order bytes [seq, end), held as pieces. */
+interface OooRun {
   seq: number;
-  data: Uint8Array;
+  end: number;
+  /** Pieces added at the left, in reverse sequence order (the first byte is in the last one). */
+  front: Uint8Array[];
+  /** Pieces added at the right, in sequence order. */
+  back: Uint8Array[];
+  /** Memory charged for the run: its bytes, OOO_PIECE_CHARGE per piece and OOO_ENTRY_CHARGE. */
+  charge: number;
+}
+
+/** What the last `insert` did besides its result (for the connection's counters). */
+export interface OooInsertInfo {
+  /** Entries dropped from the top of the queue to make room (Linux OfoPruned counts the prunes). */
+  pruned: number;
+  /** The segment overlapped bytes already queued (Linux TCPOFOMerge). */
+  overlapped: boolean;
+  /** Entries the segment joined into one (it filled the gaps between them). */
+  joined: number;
 }
 
 /**
- * Out-of-order segments, sorted and non-overlapping, bounded in bytes. Produces SACK blocks
- * (RFC 2018 §4: the block holding the most recently received segment first).
+ * Out-of-order data (RFC 9293 §3.10.7.4 "seventh": segments after RCV.NXT kept for later),
+ * as sorted, disjoint, non-adjacent runs of contiguous bytes, with the SACK blocks (RFC 2018)
+ * that describe them kept up to date as segments arrive. Built so that every segment costs
+ * O(log n) work in the entries held, whatever the peer sends (SegmentSmack, CVE-2018-5390):
+ *
+ * - where a segment goes is a binary search; a segment touching or overlapping runs joins them
+ *   into one (the run with the most pieces is kept and the others' pieces move into it, so a
+ *   piece moves O(log n) times at most), so a normal lossy transfer holds one entry per hole;
+ * - every entry and piece is charged realistic memory (OOO_ENTRY_CHARGE, OOO_PIECE_CHARGE), and
+ *   both the charge (`limit`) and the entry count (`maxEntries`) are capped; when a segment does
+ *   not fit, entries are pruned from the highest sequence numbers down — never one at or below the
+ *   new segment — as Linux's tcp_prune_ofo_queue does: the data nearest RCV.NXT is what lets the
+ *   application move on. When pruning cannot make room, the segment is dropped;
+ * - SACK blocks are updated per segment (RFC 2018 §4: the block holding the newest segment first,
+ *   then the blocks reported before it), never rebuilt from the whole queue.
+ *
+ * The connection trims segments to the window it advertised before queueing them, so the bytes
+ * held never pass RCV.NXT + RCV.WND either.
  */
 export class OutOfOrderQueue {
-  private segs: OooSegment[] = [];
+  private runs: OooRun[] = [];
+  /** Payload bytes held. */
   bytes = 0;
+  /** Memory charged for what is held (bytes plus the per-entry and per-piece charges). */
+  memory = 0;
   /** Sequence number of an out-of-order FIN, or -1. */
   finSeq = -1;
-  private readonly scratch: number[] = [];
-  /** Sequence number of the most recently queued byte (for SACK block order). */
-  private lastSeq = -1;
+  /** Steps taken (binary-search probes, entries visited or pruned, pieces moved): a work meter for tests. */
+  work = 0;
+  /** Details of the last `insert`. */
+  readonly last: OooInsertInfo = { pruned: 0, overlapped: false, joined: 0 };
+  /** SACK blocks (left, right pairs), most recently changed first (RFC 2018 §4). */
+  private readonly sack: number[] = [];
 
-  constructor(private readonly limit: number) {}
+  /**
+   * @param limit memory (as charged) the queue may hold; the connection updates it as its
+   *   receive buffer and window change
+   * @param maxEntries most runs held at once
+   */
+  constructor(
+    public limit: number,
+    public maxEntries = OOO_MAX_ENTRIES,
+  ) {}
 
   get empty(): boolean {
-    return this.segs.length === 0;
+    return this.runs.length === 0;
+  }
+
+  /** Runs of contiguous bytes held. */
+  get entries(): number {
+    return this.runs.length;
+  }
+
+  /** Pieces held (for tests). */
+  get pieces(): number {
+    let n = 0;
+    for (const r of this.runs) n += r.front.length + r.back.length;
+    return n;
   }
 
   /**
-   * Queues `data` at `seq` (which lies after RCV.NXT), dropping bytes already queued. Returns
-   * false when the queue is over its limit (the segment is dropped; the peer retransmits), and
-   * sets `duplicate` when every byte was already held (for D-SACK, RFC 2883).
+   * Queues `data` at `seq` (which lies after RCV.NXT), keeping only bytes not already queued.
+   * 'duplicate' when every byte was already held (for D-SACK, RFC 2883); 'full' when it does not
+   * fit even after pruning what lies above it (the segment is dropped; the peer retransmits).
    */
   insert(seq: number, data: Uint8Array): 'queued' | 'duplicate' | 'full' {
-    let len = data.length;
+    const info = this.last;
+    info.pruned = 0;
+    info.overlapped = false;
+    info.joined = 0;
+    const len = data.length;
     if (len === 0) return 'duplicate';
-    const segs = this.segs;
-    // Find the first segment ending after seq.
-    let i = 0;
-    while (i < segs.length && seqDiff(seqAdd(segs[i]!.seq, segs[i]!.data.length), seq) <= 0) i++;
-    let any = false;
-    let cur = seq;
-    let off = 0;
-    // Walk the gaps the new data covers and insert the uncovered pieces.
-    while (len > 0) {
-      const next = segs[i];
-      if (next !== undefined && seqDiff(next.seq, cur) <= 0) {
-        // Overlaps an existing segment: skip its bytes.
-        const skip = Math.min(len, seqDiff(seqAdd(next.seq, next.data.length), cur));
-        cur = seqAdd(cur, skip);
-        off += skip;
-        len -= skip;
-        i++;
-        continue;
-      }
-      const gap = next === undefined ? len : Math.min(len, seqDiff(next.seq, cur));
-      // Each held piece is charged its bytes plus a fixed overhead (its entry object and
-      // array), so a peer sending one-byte pieces with gaps cannot hold millions of entries.
-      if (this.bytes + gap + OOO_ENTRY_OVERHEAD > this.limit) return any ? 'queued' : 'full';
-      const piece = data.subarray(off, off + gap);
-      const kept = piece.buffer.byteLength > 2 * piece.length + 4096 ? new Uint8Array(piece) : piece;
-      segs.splice(i, 0, { seq: cur, data: kept });
-      this.bytes += gap + OOO_ENTRY_OVERHEAD;
-      any = true;
-      i++;
-      cur = seqAdd(cur, gap);
-      off += gap;
-      len -= gap;
+    const runs = this.runs;
+    const s = seq >>> 0;
+    const e = seqAdd(s, len);
+    // The first run that ends at or after s: every run before it lies wholly to the left.
+    let lo = 0;
+    let hi = runs.length;
+    // Fast path: a segment after the highest run (the usual case while a hole is outstanding).
+    if (hi > 0 && seqLt(runs[hi - 1]!.end, s)) lo = hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      this.work++;
+      if (seqLt(runs[mid]!.end, s)) lo = mid + 1;
+      else hi = mid;
     }
-    if (any) this.lastSeq = seq;
-    return any ? 'queued' : 'duplicate';
+    const i = lo;
+    // Runs i..j-1 touch or overlap [s, e]: they and the new bytes become one run.
+    let j = i;
+    let covered = 0;
+    let charges = 0;
+    while (j < runs.length && seqLe(runs[j]!.seq, e)) {
+      const r = runs[j]!;
+      const ov = seqDiff(seqMin(r.end, e), seqMax(r.seq, s));
+      if (ov > 0) covered += ov;
+      charges += r.charge;
+      j++;
+      this.work++;
+    }
+    if (covered === len) {
+      info.overlapped = true;
+      return 'duplicate';
+    }
+    if (covered > 0) info.overlapped = true;
+    // Pieces of the new data to keep: the gaps between the runs it touches, and its ends.
+    let gaps = 1;
+    if (j > i) gaps = j - i - 1 + (seqLt(s, runs[i]!.seq) ? 1 : 0) + (seqGt(e, runs[j - 1]!.end) ? 1 : 0);
+    const fresh = len - covered;
+    const add = fresh + gaps * OOO_PIECE_CHARGE + (j === i ? OOO_ENTRY_CHARGE : -(j - i - 1) * OOO_ENTRY_CHARGE);
+    // Make room by pruning from the top, never a run at or below this segment.
+    while ((this.memory + add > this.limit || (j === i && runs.length >= this.maxEntries)) && runs.length > j) {
+      this.pruneTop();
+      info.pruned++;
+    }
+    if (this.memory + add > this.limit || (j === i && runs.length >= this.maxEntries)) return 'full';
+    this.bytes += fresh;
+    this.memory += add;
+    let run: OooRun;
+    if (j === i) {
+      run = { seq: s, end: e, front: [], back: [keep(data)], charge: add };
+      if (i === runs.length) runs.push(run);
+      else runs.splice(i, 0, run);
+    } else {
+      // Keep the run with the most pieces; the pieces of the others move into it.
+      let t = i;
+      let most = runs[i]!.front.length + runs[i]!.back.length;
+      for (let k = i + 1; k < j; k++) {
+        const n = runs[k]!.front.length + runs[k]!.back.length;
+        if (n > most) {
+          most = n;
+          t = k;
+        }
+      }
+      run = runs[t]!;
+      // Left of it, nearest first: the gap before each run, then that run's pieces.
+      for (let k = t - 1; k >= i; k--) {
+        const left = runs[k]!;
+        run.front.push(keep(data.subarray(seqDiff(left.end, s), seqDiff(runs[k + 1]!.seq, s))));
+        for (let p = left.back.length - 1; p >= 0; p--) run.front.push(left.back[p]!);
+        for (let p = 0; p < left.front.length; p++) run.front.push(left.front[p]!);
+        this.work += left.front.length + left.back.length + 1;
+      }
+      if (seqLt(s, runs[i]!.seq)) run.front.push(keep(data.subarray(0, seqDiff(runs[i]!.seq, s))));
+      // Right of it, nearest first.
+      for (let k = t + 1; k < j; k++) {
+        const right = runs[k]!;
+        run.back.push(keep(data.subarray(seqDiff(runs[k - 1]!.end, s), seqDiff(right.seq, s))));
+        for (let p = right.front.length - 1; p >= 0; p--) run.back.push(right.front[p]!);
+        for (let p = 0; p < right.back.length; p++) run.back.push(right.back[p]!);
+        this.work += right.front.length + right.back.length + 1;
+      }
+      const last = runs[j - 1]!;
+      if (seqGt(e, last.end)) run.back.push(keep(data.subarray(seqDiff(last.end, s), len)));
+      run.seq = seqMin(s, runs[i]!.seq);
+      run.end = seqMax(e, last.end);
+      run.charge = charges + add;
+      if (j - i > 1) {
+        runs.splice(i, j - i, run);
+        info.joined = j - i;
+      }
+    }
+    this.noteSack(run.seq, run.end);
+    return 'queued';
+  }
+
+  /** RFC 2018 §4: the block holding the newest segment goes first; blocks it swallowed go away. */
+  private noteSack(l: number, r: number): void {
+    const b = this.sack;
+    // Shift the others right by one block, in place, skipping those inside the new block.
+    let keepN = 0;
+    for (let k = 0; k < b.length; k += 2) {
+      if (seqGe(b[k]!, l) && seqLe(b[k + 1]!, r)) continue;
+      b[2 * keepN] = b[k]!;
+      b[2 * keepN + 1] = b[k + 1]!;
+      keepN++;
+    }
+    keepN = Math.min(keepN, SACK_KEEP - 1);
+    b.length = 2 * (keepN + 1);
+    for (let k = 2 * keepN - 1; k >= 0; k--) b[k + 2] = b[k]!;
+    b[0] = l;
+    b[1] = r;
+  }
+
+  /** Drops SACK blocks that start at or after `from` (pruned) or at or before `upTo` (delivered). */
+  private dropSack(upTo: number, from: number): void {
+    const b = this.sack;
+    let w = 0;
+    for (let k = 0; k < b.length; k += 2) {
+      const l = b[k]!;
+      if ((upTo >= 0 && seqLe(l, upTo)) || (from >= 0 && seqGe(l, from))) continue;
+      b[w] = l;
+      b[w + 1] = b[k + 1]!;
+      w += 2;
+    }
+    b.length = w;
+  }
+
+  /** Drops the highest run (memory pressure; Linux tcp_prune_ofo_queue). */
+  private pruneTop(): void {
+    const r = this.runs.pop()!;
+    this.bytes -= seqDiff(r.end, r.seq);
+    this.memory -= r.charge;
+    this.work++;
+    // RFC 2018 §8: the data was SACKed and is now discarded (reneging); the sender keeps it until
+    // it is cumulatively acknowledged, and we stop reporting it.
+    this.dropSack(-1, r.seq);
   }
 
   /** Removes and hands over (to `sink`) every queued byte contiguous with `rcvNxt`; returns the new RCV.NXT. */
   drain(rcvNxt: number, sink: (data: Uint8Array) => void): number {
-    const segs = this.segs;
+    const runs = this.runs;
     let n = 0;
-    while (n < segs.length) {
-      const s = segs[n]!;
-      const end = seqAdd(s.seq, s.data.length);
-      if (seqGt(s.seq, rcvNxt)) break;
-      if (seqGt(end, rcvNxt)) {
-        const skip = seqDiff(rcvNxt, s.seq);
-        sink(s.data.subarray(skip));
-        rcvNxt = end;
+    while (n < runs.length && seqLe(runs[n]!.seq, rcvNxt)) {
+      const r = runs[n]!;
+      if (seqGt(r.end, rcvNxt)) {
+        let skip = seqDiff(rcvNxt, r.seq);
+        const emit = (d: Uint8Array): void => {
+          if (skip >= d.length) skip -= d.length;
+          else {
+            sink(skip > 0 ? d.subarray(skip) : d);
+            skip = 0;
+          }
+        };
+        for (let p = r.front.length - 1; p >= 0; p--) emit(r.front[p]!);
+        for (let p = 0; p < r.back.length; p++) emit(r.back[p]!);
+        rcvNxt = r.end;
       }
-      this.bytes -= s.data.length + OOO_ENTRY_OVERHEAD;
+      this.bytes -= seqDiff(r.end, r.seq);
+      this.memory -= r.charge;
       n++;
     }
-    if (n > 0) segs.splice(0, n);
+    if (n === 0) return rcvNxt;
+    if (n === runs.length) runs.length = 0;
+    else runs.splice(0, n);
+    this.dropSack(rcvNxt, -1);
     return rcvNxt;
   }
 
   /** Writes up to `max` SACK blocks (left, right pairs) into `out` from `outOff`; returns the count. */
   sackBlocks(out: number[], outOff: number, max: number): number {
-    const segs = this.segs;
-    if (segs.length === 0 || max <= 0) return 0;
-    // Merge adjacent segments into blocks (in a reused array: this runs for every ACK sent
-    // while data is out of order).
-    const blocks = this.scratch;
-    blocks.length = 0;
-    let l = segs[0]!.seq;
-    let r = seqAdd(l, segs[0]!.data.length);
-    for (let i = 1; i < segs.length; i++) {
-      const s = segs[i]!;
-      if (s.seq === r) r = seqAdd(r, s.data.length);
-      else {
-        blocks.push(l, r);
-        l = s.seq;
-        r = seqAdd(s.seq, s.data.length);
-      }
-    }
-    blocks.push(l, r);
-    // RFC 2018 §4: the first block holds the most recently received segment; then the others, highest first.
-    let first = -1;
-    for (let b = 0; b < blocks.length; b += 2) {
-      if (!seqLt(this.lastSeq, blocks[b]!) && seqLt(this.lastSeq, blocks[b + 1]!)) first = b;
-    }
-    let n = 0;
-    if (first >= 0) {
-      out[outOff] = blocks[first]!;
-      out[outOff + 1] = blocks[first + 1]!;
-      n = 1;
-    }
-    for (let b = blocks.length - 2; b >= 0 && n < max; b -= 2) {
-      if (b === first) continue;
-      out[outOff + 2 * n] = blocks[b]!;
-      out[outOff + 2 * n + 1] = blocks[b + 1]!;
-      n++;
-    }
+    const b = this.sack;
+    const n = Math.max(0, Math.min(max, b.length / 2));
+    for (let k = 0; k < 2 * n; k++) out[outOff + k] = b[k]!;
     return n;
   }
 
   clear(): void {
-    this.segs = [];
+    this.runs = [];
+    this.sack.length = 0;
     this.bytes = 0;
+    this.memory = 0;
     this.finSeq = -1;
   }
+}
+
+/** A piece to hold: small ones, and views of much larger buffers, are copied (so they pin nothing). */
+function keep(piece: Uint8Array): Uint8Array {
+  return piece.length < OOO_COPY_BELOW || piece.buffer.byteLength > 2 * piece.length + 4096 ? new Uint8Array(piece) : piece;
 }

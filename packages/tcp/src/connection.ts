@@ -393,7 +393,7 @@ export class TcpConnection {
     this.synRetries = this.cfg.synRetries;
     this.startQuickAcks = opts.quickAck === false ? 0 : QUICK_ACKS;
     this.finWait2Timeout = this.cfg.finWait2Timeout;
-    this.ooo = new OutOfOrderQueue(this.cfg.outOfOrderLimit > 0 ? this.cfg.outOfOrderLimit : Math.max(this.rcvBuf, this.cfg.maxReceiveBufferSize));
+    this.ooo = new OutOfOrderQueue(0, this.cfg.outOfOrderEntries);
     // RFC 6691: the MSS option carries the path MTU minus the fixed IP and TCP headers.
     const mtu = route.network.pathMtu(route);
     this.advMss = Math.max(64, Math.min(65495, mtu - networkHeaderSize(route.network) - 20));
@@ -1517,17 +1517,25 @@ export class TcpConnection {
       if (seqDiff(this.rcvNxt, this.lastAckSent) >= 2 * this.rcvMss) this.sendAck(now);
       else if (this.delackAt === Infinity) this.delackAt = now + this.cfg.delayedAckMs;
     } else {
-      const r = this.ooo.insert(seq, data);
-      if (r === 'full') st.TCPOFODrop++;
-      else if (r === 'duplicate' && this.sackOk) {
-        this.dsackL = seq;
-        this.dsackR = seqAdd(seq, len);
-        this.dsackPending = true;
-        st.TCPDSACKOldSent++;
+      const q = this.ooo;
+      q.limit = this.oooLimit();
+      const r = q.insert(seq, data);
+      if (q.last.pruned > 0) st.OfoPruned++;
+      if (q.last.overlapped) st.TCPOFOMerge++;
+      if (r === 'full') {
+        st.TCPOFODrop++;
+        fin = false;
+      } else if (r === 'duplicate') {
+        if (this.sackOk) {
+          this.dsackL = seq;
+          this.dsackR = seqAdd(seq, len);
+          this.dsackPending = true;
+          st.TCPDSACKOldSent++;
+        }
       } else st.TCPOFOQueue++;
-      if (fin) this.ooo.finSeq = seqAdd(seq, len);
+      if (fin) q.finSeq = seqAdd(seq, len);
       // RFC 5681 §4.2: each out-of-order segment is ACKed at once (a duplicate ACK: the sender
-      // counts them).
+      // counts them). Cheap: the SACK blocks are kept up to date by the queue, not rebuilt.
       this.sendAck(now);
     }
   }
@@ -1604,6 +1612,17 @@ export class TcpConnection {
       default:
         return false;
     }
+  }
+
+  /**
+   * Memory the out-of-order queue may hold, as it charges it (payload plus per-entry and
+   * per-piece overhead): twice the larger of the receive buffer and the window offered, so a
+   * whole window of full-sized segments fits with its overhead (like Linux's rcvbuf against
+   * skb truesize), while a peer sending tiny pieces is held to a small number of them.
+   */
+  private oooLimit(): number {
+    if (this.cfg.outOfOrderLimit > 0) return this.cfg.outOfOrderLimit;
+    return 2 * Math.max(this.rcvBuf, seqDiff(this.rcvAdv, this.rcvNxt));
   }
 
   /** Free receive-buffer space. */

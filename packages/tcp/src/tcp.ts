@@ -75,8 +75,15 @@ export interface TcpOptions {
   synBacklog?: number;
   /** Connections kept in TIME_WAIT, stack-wide. Default 32768. */
   timeWaitLimit?: number;
-  /** Out-of-order bytes per connection; default = the receive buffer size. */
+  /**
+   * Memory the out-of-order queue of one connection may hold, in bytes as charged: the payload
+   * plus 768 per entry (run of contiguous bytes) and 256 per piece. Default (0): twice the
+   * larger of the receive buffer and the window offered. Past it, entries are pruned from the
+   * highest sequence numbers down (OfoPruned), then segments dropped (TCPOFODrop).
+   */
   outOfOrderLimit?: number;
+  /** Entries (runs of contiguous bytes between holes) per out-of-order queue. Default 1024. */
+  outOfOrderEntries?: number;
   /** SYN retransmissions before ETIMEDOUT (tcp_syn_retries). Default 6. */
   synRetries?: number;
   /** SYN-ACK retransmissions (tcp_synack_retries). Default 5. */
@@ -154,6 +161,8 @@ export const TCP_COUNTERS = [
   'DelayedACKs',
   'TCPOFOQueue',
   'TCPOFODrop',
+  'TCPOFOMerge',
+  'OfoPruned',
   'TCPZeroWindowDrop',
   'TCPWinProbe',
   'TCPKeepAlive',
@@ -183,6 +192,7 @@ export interface TcpConfig {
   synBacklog: number;
   timeWaitLimit: number;
   outOfOrderLimit: number;
+  outOfOrderEntries: number;
   synRetries: number;
   synAckRetries: number;
   retries: number;
@@ -863,6 +873,7 @@ function resolveOptions(o: TcpOptions): TcpConfig {
     synBacklog: posInt('synBacklog', o.synBacklog, 256),
     timeWaitLimit: posInt('timeWaitLimit', o.timeWaitLimit, 32768, 0),
     outOfOrderLimit: posInt('outOfOrderLimit', o.outOfOrderLimit, 0, 0),
+    outOfOrderEntries: posInt('outOfOrderEntries', o.outOfOrderEntries, 1024, 1),
     synRetries: posInt('synRetries', o.synRetries, 6, 0),
     synAckRetries: posInt('synAckRetries', o.synAckRetries, 5, 0),
     retries: posInt('retries', o.retries, 15, 1),
