@@ -5,8 +5,9 @@ import { benchTun } from './tun.js';
 import { run as benchUdpMemory } from './udp-memory.js';
 import { run as benchTcpMemory } from './tcp-memory.js';
 import { run as benchIpv6Reassembly } from './ipv6-reassembly.js';
+import { run as benchTcpOoo } from './tcp-ooo.js';
 
-const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, tun: benchTun, 'ipv6-reassembly': benchIpv6Reassembly };
+const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, 'tcp-ooo': benchTcpOoo, tun: benchTun, 'ipv6-reassembly': benchIpv6Reassembly };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in benches)) {
