@@ -226,6 +226,22 @@ describe('out-of-order flood (SegmentSmack, CVE-2018-5390)', () => {
     expect(readAll(k)).toEqual(stream(0, segs * mss));
   });
 
+  it('holds nothing past the window it advertised (RFC 9293 §3.10.7.4: segments are trimmed to the window)', () => {
+    const h = new Harness();
+    const k = open(h);
+    const wnd = k.c.info().rcvWnd;
+    const q = queue(k.c);
+    // Straddling the right edge: only the part inside is held.
+    const first = send(k, wnd - 100, 300);
+    expect(q.bytes).toBe(100);
+    expect(rel(k, first[0]!)).toEqual([wnd - 100, wnd]);
+    // That ACK offered a larger window; wholly past it: not held at all, and answered with an ACK.
+    const out = send(k, k.c.info().rcvWnd + 1000, 100);
+    expect(out.length).toBe(1);
+    expect(q.bytes).toBe(100);
+    expect(h.tcp.stats.OutOfWindowDrops).toBe(1);
+  });
+
   it('a duplicate out-of-order segment is reported with a D-SACK block first (RFC 2883 §4.2)', () => {
     const h = new Harness();
     const k = open(h);
