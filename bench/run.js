@@ -4,8 +4,9 @@
 import { benchTun } from './tun.js';
 import { run as benchUdpMemory } from './udp-memory.js';
 import { run as benchTcpMemory } from './tcp-memory.js';
+import { run as benchSynCookie } from './syncookie.js';
 
-const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, tun: benchTun };
+const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, tun: benchTun, syncookie: benchSynCookie };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in benches)) {
