@@ -6,8 +6,16 @@ import { run as benchUdpMemory } from './udp-memory.js';
 import { run as benchTcpMemory } from './tcp-memory.js';
 import { run as benchIpv6Reassembly } from './ipv6-reassembly.js';
 import { run as benchTcpOoo } from './tcp-ooo.js';
+import { run as benchSynCookie } from './syncookie.js';
 
-const benches = { 'udp-memory': benchUdpMemory, 'tcp-memory': benchTcpMemory, 'tcp-ooo': benchTcpOoo, tun: benchTun, 'ipv6-reassembly': benchIpv6Reassembly };
+const benches = {
+  'udp-memory': benchUdpMemory,
+  'tcp-memory': benchTcpMemory,
+  'tcp-ooo': benchTcpOoo,
+  tun: benchTun,
+  'ipv6-reassembly': benchIpv6Reassembly,
+  syncookie: benchSynCookie,
+};
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in benches)) {

@@ -19,7 +19,7 @@ import { DeliveryRateEstimator } from './sender/rate.js';
 import { RttEstimator } from './sender/rtt.js';
 import { Scoreboard, SentSegment } from './sender/scoreboard.js';
 import { ourWindowScale } from './syncookie.js';
-import type { TCPProtocol } from './tcp.js';
+import type { TCPProtocol, TcpCounter } from './tcp.js';
 import { networkHeaderSize } from './tcp.js';
 import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from './wire/header.js';
@@ -283,6 +283,8 @@ export class TcpConnection {
 
   // Receiver machinery.
   private ackNow = false;
+  /** When this connection last answered an invalid segment (Linux last_oow_ack_time); see oowRateLimited. */
+  private lastOowAckAt = -Infinity;
   private quickAcks = 0;
   private rcvMss = 536;
   private dsackL = 0;
@@ -1068,15 +1070,22 @@ export class TcpConnection {
     const f = seg.flags;
     const st = this.proto.stats;
     // SYN_RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again.
+    // (Rate-limited per connection like Linux tcp_check_req, so spoofed copies of the SYN cannot
+    // make us reflect SYN-ACKs at will.)
     if (this.state === 'SYN_RECEIVED' && (f & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seg.seq === this.irs) {
-      this.sendSyn(now, true);
+      if (!this.oowRateLimited(seg, now, 'TCPACKSkippedSynRecv')) this.sendSyn(now, true);
       return;
     }
     const o = seg.opts;
     // RFC 7323 §5.3 PAWS: a segment whose timestamp is older than TS.Recent is a duplicate.
     if (this.tsOk && o.tsPresent && (f & TCP_RST) === 0 && ((o.tsVal - this.tsRecent) | 0) < 0 && now - this.tsRecentAge < PAWS_IDLE) {
+      if ((f & TCP_SYN) !== 0) {
+        this.synChallenge(now);
+        return;
+      }
       st.PAWSEstab++;
-      this.ackNow = true;
+      // RFC 7323 §5.3 R1: send an ACK and drop (rate-limited, see oowRateLimited).
+      if (!this.oowRateLimited(seg, now, 'TCPACKSkippedPAWS')) this.ackNow = true;
       return;
     }
     // First: sequence number acceptability (RFC 9293 §3.10.7.4, the four cases).
@@ -1105,6 +1114,11 @@ export class TcpConnection {
         // reading.
         payLen = 0;
       } else {
+        // RFC 5961 §4.2: a SYN in a synchronized state draws a challenge ACK whatever its sequence number.
+        if ((f & (TCP_SYN | TCP_RST)) === TCP_SYN) {
+          this.synChallenge(now);
+          return;
+        }
         if ((f & TCP_RST) === 0) {
           st.OutOfWindowDrops++;
           if (payLen > 0 && seqLe(seqAdd(seq0, payLen), this.rcvNxt) && this.sackOk) {
@@ -1115,7 +1129,10 @@ export class TcpConnection {
             st.TCPDSACKOldSent++;
           }
           if (this.inTimeWait && fin) this.twAt = now + 2 * this.cfg.msl; // FIN again: restart 2MSL
-          this.ackNow = true;
+          // RFC 9293 §3.10.7.4: an unacceptable segment is answered with an ACK (rate-limited per
+          // connection, see oowRateLimited).
+          const skipped = this.state === 'SYN_RECEIVED' ? 'TCPACKSkippedSynRecv' : this.inTimeWait ? 'TCPACKSkippedTimeWait' : 'TCPACKSkippedSeq';
+          if (!this.oowRateLimited(seg, now, skipped)) this.ackNow = true;
         }
         return;
       }
@@ -1143,13 +1160,12 @@ export class TcpConnection {
     // Second: RST (RFC 5961 §3.2: exact match resets, otherwise a challenge ACK).
     if ((f & TCP_RST) !== 0) {
       if (seq0 === this.rcvNxt) this.resetReceived();
-      else if (this.proto.allowChallengeAck(now)) this.ackNow = true;
+      else this.challengeAck(now);
       return;
     }
     // Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, drop.
     if ((f & TCP_SYN) !== 0) {
-      st.TCPSYNChallenge++;
-      if (this.proto.allowChallengeAck(now)) this.ackNow = true;
+      this.synChallenge(now);
       return;
     }
     // Fifth: the ACK field.
@@ -1161,7 +1177,7 @@ export class TcpConnection {
         this.sendRst(ack);
         return;
       }
-      if (this.proto.allowChallengeAck(now)) this.ackNow = true;
+      this.challengeAck(now);
       return;
     }
     // RFC 7323 §4.3: TS.Recent follows the newest in-window timestamp at or before Last.ACK.sent.
@@ -1253,6 +1269,46 @@ export class TcpConnection {
       this.ooo.finSeq = -1;
       this.finReceived(now);
     }
+  }
+
+  /**
+   * Linux __tcp_oow_rate_limited / tcp_oow_rate_limited: true (counted in `counter`) when this
+   * connection already answered an invalid segment within the last invalidRateLimitMs, so this
+   * one gets no ACK. One per connection, shared by challenge ACKs and duplicate ACKs, so neither a
+   * flood of spoofed segments nor a peer in an ACK loop can draw more than one ACK per interval
+   * from a connection. Segments that occupy sequence space (data or FIN) without SYN are exempt,
+   * as on Linux: they are not part of an ACK loop, and their duplicate ACK (with a D-SACK) tells a
+   * sender its retransmission was spurious, or a peer in LAST_ACK that its FIN arrived. `seg` is
+   * null for a challenge ACK, which is never exempt.
+   */
+  private oowRateLimited(seg: Segment | null, now: number, counter: TcpCounter): boolean {
+    if (seg !== null && (seg.payLen > 0 || (seg.flags & TCP_FIN) !== 0) && (seg.flags & TCP_SYN) === 0) return false;
+    const gap = this.cfg.invalidRateLimitMs;
+    if (gap > 0 && now - this.lastOowAckAt < gap) {
+      this.proto.stats[counter]++;
+      return true;
+    }
+    this.lastOowAckAt = now;
+    return false;
+  }
+
+  /**
+   * RFC 5961 §3.2, §4.2, §5.2: a challenge ACK, first limited per connection (oowRateLimited,
+   * counted in TCPACKSkippedChallenge), then by the stack-wide randomised budget
+   * (TCPProtocol.allowChallengeAck). The per-connection limit comes first so that a connection an
+   * attacker probes draws at most one unit of the shared budget per interval, and the attacker's
+   * own connection can count at most one challenge ACK per interval: what it sees no longer
+   * depends on whether its spoofed segments hit someone else's window (CVE-2016-5696).
+   */
+  private challengeAck(now: number): void {
+    if (this.oowRateLimited(null, now, 'TCPACKSkippedChallenge')) return;
+    if (this.proto.allowChallengeAck(now)) this.ackNow = true;
+  }
+
+  /** RFC 5961 §4.2: a SYN on a synchronized connection: challenge ACK, drop. */
+  private synChallenge(now: number): void {
+    this.proto.stats.TCPSYNChallenge++;
+    this.challengeAck(now);
   }
 
   private synSentArrives(seg: Segment, now: number): void {

@@ -1,14 +1,24 @@
 /**
  * SYN cookies (RFC 4987 §3.6): when a listener's SYN queue is full, the SYN-ACK's sequence number
  * (and, when the SYN carried timestamps, its TSval) encodes what the connection needs, so no state
- * is kept until the final ACK returns it. The scheme follows the ideas of Linux's syncookies, in our
- * own encoding:
+ * is kept until the final ACK returns it. The ideas are Linux's syncookies; the encoding is our own,
+ * built so that making a cookie and checking one each take a single keyed PRF call:
  *
- * - ISN = H1 xor (t (8 bits) | MSS index (2 bits) | 22 bits of H2), where t is a 64-second counter,
- *   H1 = F(4-tuple, peer ISN) hides t and the index, and H2 = F(4-tuple, peer ISN, t, index) is the
- *   MAC that makes a cookie unforgeable. F is the RFC 6528 keyed hash (HMAC-SHA-256, see isn.ts).
- *   A cookie is accepted while the counter is at most {@link COOKIE_MAX_COUNTER_AGE} periods newer
- *   (2–3 minutes).
+ * - t is a counter of 64-second periods. P = F(4-tuple, peer ISN, t) is SipHash-2-4 under the
+ *   cookie key (isn.ts), 64 bits: its low word gives an offset a, its high word a step k (never 0
+ *   modulo Q). With Q = (2^32 - 1) / 3, the cookie is ISN = 3 q + (t mod 3), where
+ *   q = (a + MSS index × k) mod Q.
+ * - Checking: t mod 3 comes back as ISN mod 3; a cookie is valid for three counter values (the
+ *   current one and the two before, {@link COOKIE_MAX_COUNTER_AGE}: 2–3 minutes), and those have
+ *   distinct residues, so the residue names the one t to try: one PRF call, then the MSS index is
+ *   the i in 0..3 with q = a + i × k (mod Q), or the cookie is rejected. An expired cookie is
+ *   checked against a later t, i.e. a fresh PRF output, and fails like a forgery.
+ * - Forgery: for a 4-tuple and peer ISN whose SYN-ACK an attacker has not seen, any guessed ISN
+ *   names one valid t and is accepted for 4 of the Q values of q: probability 4 / Q = 12 / (2^32 - 1)
+ *   per guess, as with the previous two-hash encoding (12 accepted values of 2^32). Knowing one
+ *   cookie does not give another: a different t is a different P, and another MSS index needs k.
+ *   The price of the single call is that ISN mod 3 (the counter's residue) is not secret: the ISN
+ *   of a cookie connection has log2(Q) ≈ 30.4 unpredictable bits instead of 32.
  * - The MSS is rounded down to one of four per-family values ({@link cookieMssTable}).
  * - With timestamps in the SYN, the low 6 bits of our SYN-ACK's TSval carry the peer's window scale
  *   (4 bits, 0xf = none), SACK-permitted (1 bit) and ECN (1 bit, always 0: we do not do ECN); the
@@ -27,10 +37,13 @@ const MSS_V4 = [536, 1300, 1440, 1460] as const;
 const MSS_V6 = [1220, 1420, 1440, 8940] as const;
 /** Length of one cookie counter period (ms). */
 export const COOKIE_PERIOD_MS = 64_000;
-/** A cookie is valid while the counter has advanced by at most this much. */
+/** A cookie is valid while the counter has advanced by at most this much (2: three residues mod 3). */
 export const COOKIE_MAX_COUNTER_AGE = 2;
 /** The longest a cookie can be valid (ms). */
 export const COOKIE_LIFETIME_MS = (COOKIE_MAX_COUNTER_AGE + 1) * COOKIE_PERIOD_MS;
+
+/** The range of q: 3 q + 2 <= 2^32 - 2 for every q < Q. */
+const Q = (0x100000000 - 1) / 3; // 1431655765 = 5 × 17 × 257 × 65537: 1, 2, 3 are units mod Q
 
 /** TSval low bits used for the options (6). */
 const TS_OPT_BITS = 6;
@@ -38,10 +51,6 @@ const TS_OPT_MASK = (1 << TS_OPT_BITS) - 1;
 const TS_NO_WSCALE = 0xf;
 const TS_SACK = 0x10;
 const TS_ECN = 0x20;
-
-/** Salts that keep the cookie's hashes apart from the ISN (0) and timestamp-offset hashes. */
-const SALT_H1 = 0x636b3101;
-const SALT_H2 = 0x636b3200;
 
 /** The MSS table for IPv4 or IPv6. */
 export function cookieMssTable(version: 4 | 6): readonly number[] {
@@ -57,7 +66,7 @@ export function cookieMssIndex(version: 4 | 6, mss: number): number {
 }
 
 function counter(now: number): number {
-  return Math.floor(now / COOKIE_PERIOD_MS) & 0xff;
+  return Math.floor(now / COOKIE_PERIOD_MS);
 }
 
 /** The cookie ISN for a SYN with sequence number `peerIsn`. */
@@ -72,14 +81,15 @@ export function makeSynCookie(
   now: number,
 ): number {
   const t = counter(now);
-  const h1 = isn.hash(local, localPort, remote, remotePort, peerIsn, SALT_H1);
-  const h2 = isn.hash(local, localPort, remote, remotePort, peerIsn, SALT_H2 | (t << 2) | mssIndex);
-  return ((h1 ^ ((t << 24) | (mssIndex << 22) | (h2 & 0x3fffff))) >>> 0);
+  const a = isn.cookiePrf(local, localPort, remote, remotePort, peerIsn, t) % Q;
+  const k = 1 + (isn.prfHigh % (Q - 1));
+  const q = (a + (mssIndex & 3) * k) % Q;
+  return 3 * q + (t % 3);
 }
 
 /**
  * The MSS index carried by `cookie` (our ISN) for a SYN with sequence number `peerIsn`, or -1
- * when the cookie is not ours for this 4-tuple or is too old.
+ * when the cookie is not ours for this 4-tuple and peer ISN, or is too old.
  */
 export function checkSynCookie(
   isn: IsnGenerator,
@@ -91,14 +101,17 @@ export function checkSynCookie(
   cookie: number,
   now: number,
 ): number {
-  const h1 = isn.hash(local, localPort, remote, remotePort, peerIsn, SALT_H1);
-  const x = (cookie ^ h1) >>> 0;
-  const t = x >>> 24;
-  if (((counter(now) - t) & 0xff) > COOKIE_MAX_COUNTER_AGE) return -1;
-  const idx = (x >>> 22) & 3;
-  const h2 = isn.hash(local, localPort, remote, remotePort, peerIsn, SALT_H2 | (t << 2) | idx);
-  if ((x & 0x3fffff) !== (h2 & 0x3fffff)) return -1;
-  return idx;
+  const r = cookie % 3;
+  const q = (cookie - r) / 3;
+  if (q >= Q) return -1;
+  const c = counter(now);
+  const t = c - ((c - r + 3) % 3); // the one counter within the last three with this residue
+  if (t < 0) return -1;
+  const a = isn.cookiePrf(local, localPort, remote, remotePort, peerIsn, t) % Q;
+  const k = 1 + (isn.prfHigh % (Q - 1));
+  const x = (q - a + Q) % Q;
+  for (let i = 0; i < 4; i++) if (x === (i * k) % Q) return i;
+  return -1;
 }
 
 /** The option bits for our cookie TSval: the peer's window scale (-1: none), SACK-permitted, ECN. */

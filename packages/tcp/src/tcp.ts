@@ -107,8 +107,20 @@ export interface TcpOptions {
    * buffer) alive: after this many probes it is reset (TCPAbortOnTimeout). Default 8.
    */
   orphanRetries?: number;
-  /** Challenge ACKs per second, stack-wide (RFC 5961 §7). Default 1000. */
+  /**
+   * Stack-wide budget of challenge ACKs per second (RFC 5961 §7, Linux tcp_challenge_ack_limit),
+   * applied after the per-connection limit ({@link invalidRateLimitMs}). Each second's budget is
+   * drawn at random from [limit/2, limit/2 + limit) (as Linux does since CVE-2016-5696), so the
+   * rare observer able to exhaust it learns next to nothing from doing so. Infinity turns the
+   * global budget off (Linux's default since 6.0); 0 sends no challenge ACKs at all. Default 1000.
+   */
   challengeAckLimit?: number;
+  /**
+   * Per-connection minimum interval between ACKs sent in reply to invalid segments (Linux
+   * tcp_invalid_ratelimit): challenge ACKs (RFC 5961 §3-5) and duplicate ACKs for unacceptable
+   * (out-of-window or PAWS-failed) segments without data. 0 turns it off. Default 500.
+   */
+  invalidRateLimitMs?: number;
   /** Ephemeral port range. Default [32768, 60999]. */
   ephemeralPorts?: readonly [number, number];
   /** Answer SYNs with SYN cookies when a listener's SYN queue is full (RFC 4987). Default true. */
@@ -143,6 +155,11 @@ export const TCP_COUNTERS = [
   'TCPChallengeACK',
   'TCPSYNChallenge',
   'TCPChallengeACKLimited',
+  'TCPACKSkippedChallenge',
+  'TCPACKSkippedSeq',
+  'TCPACKSkippedPAWS',
+  'TCPACKSkippedSynRecv',
+  'TCPACKSkippedTimeWait',
   'TCPTimeouts',
   'TCPSynRetrans',
   'TCPFastRetrans',
@@ -199,6 +216,7 @@ export interface TcpConfig {
   maxOrphans: number;
   orphanRetries: number;
   challengeAckLimit: number;
+  invalidRateLimitMs: number;
   portLow: number;
   portHigh: number;
   synCookies: boolean;
@@ -259,8 +277,9 @@ export class TCPProtocol implements TransportProtocol {
   private dirtyListeners: TcpListener[] = [];
   private readonly view = new TcpHeaderView();
   private readonly seg = new Segment();
-  private challengeWindowStart = -Infinity;
-  private challengeCount = 0;
+  /** The second (clock ms / 1000, floored) of the current challenge-ACK budget, and what is left of it. */
+  private challengeSecond = -Infinity;
+  private challengeBudget = 0;
   private closed = false;
   private readonly rstOpts: TcpOptionsOut = {};
 
@@ -705,17 +724,30 @@ export class TCPProtocol implements TransportProtocol {
     return true;
   }
 
-  /** @internal RFC 5961 §7: a stack-wide limit on challenge ACKs per second. */
+  /**
+   * @internal RFC 5961 §7: the stack-wide challenge-ACK budget, asked only after a connection's
+   * own limit let a challenge ACK through (TcpConnection.challengeAck). One global counter with a
+   * fixed budget is a side channel (CVE-2016-5696): an off-path host that exhausts it from its own
+   * connection learns how many challenge ACKs other connections sent, hence whether its spoofed
+   * RSTs fell in their windows. Two things close it: the per-connection limit caps what any one
+   * connection (the victim's, or the prober's) can draw to one per invalidRateLimitMs, and, like
+   * Linux, each second's budget is random in [limit/2, limit/2 + limit), so what is left of it
+   * says little about what others used.
+   */
   allowChallengeAck(now: number): boolean {
-    if (now - this.challengeWindowStart >= 1000) {
-      this.challengeWindowStart = now;
-      this.challengeCount = 0;
+    const limit = this.config.challengeAckLimit;
+    if (limit !== Infinity) {
+      const second = Math.floor(now / 1000);
+      if (second !== this.challengeSecond) {
+        this.challengeSecond = second;
+        this.challengeBudget = limit === 0 ? 0 : Math.ceil(limit / 2) + Math.floor(this.ctx.random.float() * limit);
+      }
+      if (this.challengeBudget <= 0) {
+        this.stats.TCPChallengeACKLimited++;
+        return false;
+      }
+      this.challengeBudget--;
     }
-    if (this.challengeCount >= this.config.challengeAckLimit) {
-      this.stats.TCPChallengeACKLimited++;
-      return false;
-    }
-    this.challengeCount++;
     this.stats.TCPChallengeACK++;
     return true;
   }
@@ -879,7 +911,8 @@ function resolveOptions(o: TcpOptions): TcpConfig {
     retries: posInt('retries', o.retries, 15, 1),
     maxOrphans: posInt('maxOrphans', o.maxOrphans, 8192, 0),
     orphanRetries: posInt('orphanRetries', o.orphanRetries, 8, 1),
-    challengeAckLimit: posInt('challengeAckLimit', o.challengeAckLimit, 1000, 0),
+    challengeAckLimit: o.challengeAckLimit === Infinity ? Infinity : posInt('challengeAckLimit', o.challengeAckLimit, 1000, 0),
+    invalidRateLimitMs: posInt('invalidRateLimitMs', o.invalidRateLimitMs, 500, 0),
     portLow: lo,
     portHigh: hi,
     synCookies: o.synCookies ?? true,

@@ -538,12 +538,16 @@ describe('RST and RFC 5961', () => {
     expect(k.c.readableLength).toBe(0);
   });
 
-  it('challenge ACKs are rate limited', () => {
-    const h = new Harness({ tcp: { challengeAckLimit: 2 } });
+  it('challenge ACKs are rate limited per connection (one per 500 ms; see challenge-ack.test.ts)', () => {
+    const h = new Harness();
     const k = activeOpen(h);
     for (let i = 0; i < 5; i++) from(k, RST, { seq: k.peer + 10 + i, ack: 0 });
-    expect(h.take().length).toBe(2);
-    expect(h.tcp.stats.TCPChallengeACKLimited).toBe(3);
+    expect(h.take().length).toBe(1);
+    expect(h.tcp.stats.TCPACKSkippedChallenge).toBe(4);
+    h.advance(500);
+    from(k, RST, { seq: k.peer + 20, ack: 0 });
+    h.expect(flags(ACK), ack(k.peer));
+    expect(h.tcp.stats.TCPChallengeACK).toBe(2);
   });
 
   it('an out-of-window segment is answered with an ACK and dropped', () => {

@@ -221,3 +221,97 @@ describe('SYN cookie validation', () => {
     );
   });
 });
+
+describe('SYN cookie tampering (one SipHash call per cookie, syncookie.ts)', () => {
+  const g = new IsnGenerator(new SeededRandom(9));
+  const A = IPAddress.parse('198.18.0.1');
+  const B = IPAddress.parse('198.18.0.2');
+  const B2 = IPAddress.parse('198.18.0.3');
+  const A6 = IPAddress.parse('fd00::1');
+  const B6 = IPAddress.parse('fd00::2');
+  const NOW = 5_000_000;
+
+  it('flipping any bit of the cookie (our ISN, the ACK field) or of the peer ISN (the SEQ field) is rejected', () => {
+    for (const peerIsn of [0, 5000, 0x7fffffff, 0xffffffff, 0x9e3779b9]) {
+      for (let idx = 0; idx < 4; idx++) {
+        const c = makeSynCookie(g, A, 80, B, 40000, peerIsn, idx, NOW);
+        expect(checkSynCookie(g, A, 80, B, 40000, peerIsn, c, NOW)).toBe(idx);
+        for (let bit = 0; bit < 32; bit++) {
+          expect(checkSynCookie(g, A, 80, B, 40000, peerIsn, u32(c ^ (1 << bit)), NOW), `cookie bit ${bit}`).toBe(-1);
+          expect(checkSynCookie(g, A, 80, B, 40000, u32(peerIsn ^ (1 << bit)), c, NOW), `peer ISN bit ${bit}`).toBe(-1);
+        }
+      }
+    }
+  });
+
+  it('a cookie for another 4-tuple (address, port, family) is rejected', () => {
+    const c = makeSynCookie(g, A, 80, B, 40000, 1234, 3, NOW);
+    expect(checkSynCookie(g, A, 80, B2, 40000, 1234, c, NOW)).toBe(-1);
+    expect(checkSynCookie(g, B, 80, A, 40000, 1234, c, NOW)).toBe(-1);
+    expect(checkSynCookie(g, A, 81, B, 40000, 1234, c, NOW)).toBe(-1);
+    expect(checkSynCookie(g, A, 80, B, 40001, 1234, c, NOW)).toBe(-1);
+    expect(checkSynCookie(g, A, 40000, B, 80, 1234, c, NOW)).toBe(-1);
+    expect(checkSynCookie(g, A6, 80, B6, 40000, 1234, c, NOW)).toBe(-1);
+    const c6 = makeSynCookie(g, A6, 80, B6, 40000, 1234, 3, NOW);
+    expect(checkSynCookie(g, A6, 80, B6, 40000, 1234, c6, NOW)).toBe(3);
+    expect(checkSynCookie(g, A6, 80, B, 40000, 1234, c6, NOW)).toBe(-1);
+    // Another stack (another key) does not take our cookies.
+    expect(checkSynCookie(new IsnGenerator(new SeededRandom(10)), A, 80, B, 40000, 1234, c, NOW)).toBe(-1);
+  });
+
+  it('a cookie lives two to three counter periods (128-192 s), then is rejected', () => {
+    for (const made of [NOW, NOW + 1, NOW + 63_999, 64_000 * 100, 64_000 * 101 - 1]) {
+      const c = makeSynCookie(g, A, 80, B, 40000, 77, 2, made);
+      const periodEnd = (Math.floor(made / 64_000) + 1) * 64_000;
+      expect(checkSynCookie(g, A, 80, B, 40000, 77, c, made + 127_999)).toBe(2);
+      expect(checkSynCookie(g, A, 80, B, 40000, 77, c, periodEnd + 127_999)).toBe(2);
+      for (const later of [periodEnd + 128_000, periodEnd + 192_000, periodEnd + 256_000, periodEnd + 64_000 * 300]) {
+        expect(checkSynCookie(g, A, 80, B, 40000, 77, c, later), `checked at +${later - made} ms`).toBe(-1);
+      }
+      // Nor is it valid before it was made (a counter in the future is another t).
+      if (made >= 64_000) expect(checkSynCookie(g, A, 80, B, 40000, 77, c, made - 64_000)).toBe(-1);
+    }
+  });
+
+  it('guessing: a million random cookies for a 4-tuple whose SYN-ACK was not seen are all rejected', () => {
+    const r = new SeededRandom(12);
+    let accepted = 0;
+    for (let i = 0; i < 1_000_000; i++) if (checkSynCookie(g, A, 80, B, 40000, 4242, r.uint32(), NOW) >= 0) accepted++;
+    // Expected 1e6 × 12 / 2^32 ≈ 0.003.
+    expect(accepted).toBe(0);
+  });
+
+  it('a SYN flood answered with cookies costs one keyed hash per SYN (plus the timestamp offset when the SYN has timestamps)', () => {
+    const h = new Harness({ tcp: { synBacklog: 1 } });
+    const { l } = fullQueue(h);
+    // Count every evaluation of the stack's keyed functions (the HMAC encoding made two per
+    // cookie, plus one for the timestamp offset).
+    const isn = (h.tcp as unknown as { isn: Record<string, unknown> }).isn;
+    let calls = 0;
+    for (const name of ['hash', 'cookiePrf']) {
+      const f = isn[name];
+      if (typeof f !== 'function') continue;
+      const bound = (f as (...a: unknown[]) => number).bind(isn);
+      isn[name] = (...a: unknown[]): number => {
+        calls++;
+        return bound(...a);
+      };
+    }
+    for (let i = 0; i < 100; i++) h.inject({ srcPort: 10000 + i, seq: 777 * i, flags: SYN, opts: i % 2 === 0 ? linuxSynOpts() : { mss: 1460 } });
+    expect(h.tcp.stats.SyncookiesSent).toBe(100);
+    expect(calls).toBe(100 + 50); // the 50 SYNs with timestamps also need our TSval offset
+    const sas = h.take();
+    calls = 0;
+    for (const [i, sa] of sas.entries()) {
+      const ts = i % 2 === 0;
+      h.inject({ srcPort: sa.dstPort, seq: 777 * i + 1, ack: sa.seq + 1, flags: ACK, opts: ts ? { ts: { val: 1001, ecr: sa.ts!.val } } : {} });
+    }
+    expect(h.tcp.stats.SyncookiesRecv).toBe(100);
+    // Per ACK: the cookie check, the offset to date a TSecr (50), and each new connection's own
+    // offset (100).
+    expect(calls).toBe(100 + 50 + 100);
+    let n = 0;
+    while (l.accept() !== null) n++;
+    expect(n).toBe(100);
+  });
+});
