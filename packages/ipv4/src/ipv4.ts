@@ -124,6 +124,8 @@ export const IPV4_COUNTERS = [
   'LoopbackPackets',
   'LoopbackDropped',
   'PmtuUpdates',
+  /** Fragmentation-needed reports not applied: no DF in the quote, or the transport did not confirm the flow (RFC 5927). */
+  'PmtuReportsIgnored',
   'IcmpMessagesReceived',
   'IcmpMalformedReceived',
   'IcmpEchoRequestsReceived',
@@ -483,8 +485,9 @@ export class IPv4Protocol implements NetworkProtocol {
   }
 
   /**
-   * An ICMP error about a packet we sent (RFC 1122 §3.2.2): validate the quoted header, learn
-   * the path MTU, and tell the transport (or the ping) that sent it.
+   * An ICMP error about a packet we sent (RFC 1122 §3.2.2): validate the quoted header, tell
+   * the transport (or the ping) that sent it, and learn the path MTU only if the transport
+   * recognised the quoted flow (RFC 5927 §4.1): anyone can forge a quote of our address.
    */
   private handleIcmpError(nic: NicHandle, m: IcmpHeader): void {
     const st = this.stats;
@@ -518,15 +521,15 @@ export class IPv4Protocol implements NetworkProtocol {
     const qDst = IPAddress.fromBytes(buf, q + 16, 4);
     const qProto = buf[q + 9]!;
     let mtu: number | undefined;
-    // RFC 1191 §4: "fragmentation needed" is only sent about datagrams with DF set; one about a
-    // datagram without DF is forged and must not shrink the path MTU.
-    if (type === IcmpType.DestinationUnreachable && code === IcmpUnreachableCode.FragmentationNeeded && (buf[q + 6]! & 0x40) !== 0) {
-      mtu = this.learnPmtu(qDst, m.nextHopMtu, nic);
+    if (type === IcmpType.DestinationUnreachable && code === IcmpUnreachableCode.FragmentationNeeded) {
+      mtu = this.pmtuReport(m.nextHopMtu, (buf[q + 6]! & 0x40) !== 0);
     }
     const th = q + qhl;
     const thLen = qLen - qhl;
     if (qProto === IpProtocol.ICMP) {
-      // About one of our echo requests: fail that ping.
+      // About one of our echo requests: fail that ping. Pings go without DF, so a
+      // fragmentation-needed about one teaches nothing about the path.
+      if (mtu !== undefined) st.PmtuReportsIgnored++;
       if (buf[th] === IcmpType.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
         const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
         const p = this.pings.get(seq);
@@ -550,22 +553,31 @@ export class IPv4Protocol implements NetworkProtocol {
       nic,
     };
     this.loopback.noteProtocol(qProto);
-    this.ctx.deliverControl(qProto, msg);
+    const accepted = this.ctx.deliverControl(qProto, msg);
+    if (!accepted) st.IcmpErrorsIgnored++;
+    if (mtu === undefined) return;
+    if (!accepted) {
+      st.PmtuReportsIgnored++;
+      return;
+    }
+    const gen = this.pmtu.generation;
+    this.pmtu.lower(qDst.key, mtu, nic.mtu);
+    if (this.pmtu.generation !== gen) st.PmtuUpdates++;
   }
 
   /**
-   * RFC 1191 §3: lower the path MTU towards `remote` to `reported`; values below 68 (old
-   * routers send 0) are ignored, as are values that would raise it. Returns the MTU in force.
+   * The MTU a fragmentation-needed report asks for (RFC 1191 §4), or undefined when it must be
+   * ignored: about a datagram without DF (routers send it only for DF datagrams, so it is
+   * forged), or below 68 (old routers send 0). Like Linux's min_pmtu, a report never takes the
+   * path below 552 bytes, which would turn every datagram into dozens of tiny fragments
+   * (RFC 5927 §7).
    */
-  private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number | undefined {
-    if (reported < IPV4_MIN_MTU) return undefined;
-    // Like Linux's min_pmtu: a (possibly forged) report never takes the path below 552 bytes,
-    // which would turn every datagram into dozens of tiny fragments (RFC 5927 §7).
-    reported = Math.max(reported, PMTU_FLOOR);
-    const before = this.pmtu.get(remote.key, nic.mtu);
-    const mtu = this.pmtu.lower(remote.key, reported, nic.mtu);
-    if (mtu < before) this.stats.PmtuUpdates++;
-    return mtu;
+  private pmtuReport(reported: number, dontFragment: boolean): number | undefined {
+    if (!dontFragment || reported < IPV4_MIN_MTU) {
+      this.stats.PmtuReportsIgnored++;
+      return undefined;
+    }
+    return Math.max(reported, PMTU_FLOOR);
   }
 
   // -- ICMP send ----------------------------------------------------------------------------
@@ -762,6 +774,14 @@ export class IPv4Protocol implements NetworkProtocol {
 
   private learnedMtu(route: Route): number {
     return this.pmtu.get(route.remote.key, route.nic.mtu);
+  }
+
+  get pathMtuGeneration(): number {
+    return this.pmtu.generation;
+  }
+
+  pathMtuExpiry(route: Route): number {
+    return this.pmtu.expiresAt(route.remote.key);
   }
 
   // -- Loopback -----------------------------------------------------------------------------

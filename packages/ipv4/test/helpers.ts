@@ -71,9 +71,12 @@ export class FakeTransport implements TransportProtocol {
     });
     return this.result;
   }
-  handleControl(msg: ControlMessage): void {
+  /** What handleControl answers: whether the quoted flow is "ours" (RFC 5927). */
+  acceptControl = true;
+  handleControl(msg: ControlMessage): boolean {
     this.controls.push(msg);
     this.controlHeaders.push(Buffer.from(msg.transportHeader));
+    return this.acceptControl;
   }
   flush(): void {
     this.flushes++;

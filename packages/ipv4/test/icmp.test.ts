@@ -118,6 +118,20 @@ describe('ICMP errors received', () => {
     expect(h.ip.pathMtu(route)).toBe(1500);
   });
 
+  it('learns the path MTU only when the transport recognises the quoted flow (RFC 5927)', () => {
+    const h = harness();
+    const route = h.stack.findRoute(IPAddress.parse(PEER));
+    h.udp.acceptControl = false;
+    h.link.inject(icmpFromPeer(3, 4, 1000, ourDatagram(OURS, true)));
+    expect(h.udp.controls.map((c) => c.mtu)).toEqual([1000]); // told what the report asks for
+    expect(h.ip.pathMtu(route)).toBe(1500);
+    expect([h.ip.stats.PmtuReportsIgnored, h.ip.stats.IcmpErrorsIgnored, h.ip.stats.PmtuUpdates]).toEqual([1, 1, 0]);
+    h.udp.acceptControl = true;
+    h.link.inject(icmpFromPeer(3, 4, 1000, ourDatagram(OURS, true)));
+    expect(h.ip.pathMtu(route)).toBe(1000);
+    expect(h.ip.stats.PmtuUpdates).toBe(1);
+  });
+
   it('bounds the path MTU cache', () => {
     const h = harness({ pmtuCacheSize: 4 });
     for (let i = 10; i < 20; i++) {

@@ -124,6 +124,8 @@ export const IPV6_COUNTERS = [
   'LoopbackPackets',
   'LoopbackDropped',
   'PmtuUpdates',
+  /** Packet Too Big reports not applied: the transport (or ping) did not confirm the quoted flow (RFC 5927). */
+  'PmtuReportsIgnored',
   'IcmpMessagesReceived',
   'IcmpMalformedReceived',
   'IcmpEchoRequestsReceived',
@@ -589,7 +591,11 @@ export class IPv6Protocol implements NetworkProtocol {
     p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, hopLimit, bytes: len, seq });
   }
 
-  /** An ICMPv6 error about a packet we sent (RFC 4443 §3): learn the PMTU, tell the sender. */
+  /**
+   * An ICMPv6 error about a packet we sent (RFC 4443 §3): tell the sender, and learn the path
+   * MTU from a Packet Too Big only if the transport (or a pending ping) recognised the quoted
+   * flow (RFC 5927 §4.1): anyone can forge a quote of our address.
+   */
   private handleIcmpError(nic: NicHandle, buf: Uint8Array, off: number, len: number): void {
     const st = this.stats;
     const type = buf[off]!;
@@ -613,58 +619,63 @@ export class IPv6Protocol implements NetworkProtocol {
     const qDst = IPAddress.fromBytes(buf, q + 24, 16);
     let mtu: number | undefined;
     if (type === Icmpv6Type.PacketTooBig) {
+      // RFC 8201 §4: never below the IPv6 minimum link MTU.
       const reported = ((buf[off + 4]! << 24) | (buf[off + 5]! << 16) | (buf[off + 6]! << 8) | buf[off + 7]!) >>> 0;
-      mtu = this.learnPmtu(qDst, reported, nic);
+      mtu = Math.max(IPV6_MIN_MTU, reported);
     }
     // Find the quoted upper-layer header: the quote may be cut short, so walk only the fixed
     // header's Next Header and a few plain extension headers.
     const qPayloadLen = Math.min(qLen, IPV6_HEADER_LENGTH + ((buf[q + 4]! << 8) | buf[q + 5]!));
     const w = this.errWalk;
+    let accepted = false;
     if (walkExtensions(buf, q, qPayloadLen, w) !== WalkStatus.Ok || (w.fragment && w.fragmentOffset !== 0)) {
       st.IcmpErrorsIgnored++;
-      return;
-    }
-    const th = q + w.upperOffset;
-    const thLen = qPayloadLen - w.upperOffset;
-    const proto = w.protocol;
-    if (proto === NextHeader.ICMPv6) {
-      if (thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
-        const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
-        const p = this.pings.get(seq);
-        if (p !== undefined && type !== Icmpv6Type.PacketTooBig) {
-          this.pings.delete(seq);
-          p.timer.cancel();
-          p.reject(errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
+    } else {
+      const th = q + w.upperOffset;
+      const thLen = qPayloadLen - w.upperOffset;
+      const proto = w.protocol;
+      if (proto === NextHeader.ICMPv6) {
+        // About one of our echo requests (which may be larger than the path: we fragment them).
+        if (thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
+          const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
+          const p = this.pings.get(seq);
+          if (p !== undefined && p.remote.equals(qDst)) {
+            accepted = true;
+            if (type !== Icmpv6Type.PacketTooBig) {
+              this.pings.delete(seq);
+              p.timer.cancel();
+              p.reject(errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
+            }
+          }
         }
+        if (!accepted) st.IcmpErrorsIgnored++;
+      } else if (thLen < 8) {
+        st.IcmpErrorsIgnored++;
+      } else {
+        const msg: ControlMessage = {
+          error,
+          ...(mtu !== undefined ? { mtu } : {}),
+          type,
+          code,
+          src: qSrc,
+          dst: qDst,
+          transportHeader: buf.subarray(th, th + thLen),
+          network: this,
+          nic,
+        };
+        this.loopback.noteProtocol(proto);
+        accepted = this.ctx.deliverControl(proto, msg);
+        if (!accepted) st.IcmpErrorsIgnored++;
       }
+    }
+    if (mtu === undefined) return;
+    if (!accepted) {
+      st.PmtuReportsIgnored++;
       return;
     }
-    if (thLen < 8) {
-      st.IcmpErrorsIgnored++;
-      return;
-    }
-    const msg: ControlMessage = {
-      error,
-      ...(mtu !== undefined ? { mtu } : {}),
-      type,
-      code,
-      src: qSrc,
-      dst: qDst,
-      transportHeader: buf.subarray(th, th + thLen),
-      network: this,
-      nic,
-    };
-    this.loopback.noteProtocol(proto);
-    this.ctx.deliverControl(proto, msg);
-  }
-
-  /** RFC 8201 §4: lower the PMTU to the reported MTU, never below 1280; never raise it. */
-  private learnPmtu(remote: IPAddress, reported: number, nic: NicHandle): number {
-    const mtu = Math.max(IPV6_MIN_MTU, reported);
-    const before = this.pmtu.get(remote.key, nic.mtu);
-    const inForce = this.pmtu.lower(remote.key, mtu, nic.mtu);
-    if (inForce < before) this.stats.PmtuUpdates++;
-    return inForce;
+    const gen = this.pmtu.generation;
+    this.pmtu.lower(qDst.key, mtu, nic.mtu);
+    if (this.pmtu.generation !== gen) st.PmtuUpdates++;
   }
 
   // -- ICMPv6 send --------------------------------------------------------------------------
@@ -886,6 +897,14 @@ export class IPv6Protocol implements NetworkProtocol {
 
   private learnedMtu(route: Route): number {
     return this.pmtu.get(route.remote.key, route.nic.mtu);
+  }
+
+  get pathMtuGeneration(): number {
+    return this.pmtu.generation;
+  }
+
+  pathMtuExpiry(route: Route): number {
+    return this.pmtu.expiresAt(route.remote.key);
   }
 
   // -- Loopback -----------------------------------------------------------------------------

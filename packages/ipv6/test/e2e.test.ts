@@ -221,7 +221,7 @@ describe('IPv6 between two stacks over a memory link', () => {
     expect(clock.runUntil(() => conn.info().state === 'ESTABLISHED', 1000)).toBe(true);
     tap.record = true;
     conn.write(new Uint8Array(20000));
-    clock.advance(0);
+    // RFC 5927 §4.1: the quote must be of a segment still in flight (not yet acknowledged).
     const big = tap.sent.find((p) => p.length > 1280)!;
     expect(big).toBeDefined();
     // A router says: 1000 bytes. RFC 8201 §4: we go no lower than 1280.

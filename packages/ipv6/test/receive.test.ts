@@ -39,7 +39,9 @@ class FakeUdp implements TransportProtocol {
     this.got.push({ dst: info.dst.toString(), broadcast: info.broadcast, bytes: Buffer.from(pkt.bytes()) });
     return this.result;
   }
-  handleControl(): void {}
+  handleControl(): boolean {
+    return false;
+  }
 }
 
 function harness(opts: Ipv6Options = {}) {

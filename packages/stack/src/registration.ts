@@ -110,6 +110,16 @@ export interface NetworkProtocol {
   pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number;
   /** Path MTU towards `remote` (defaults to the route's link MTU). */
   pathMtu(route: Route): number;
+  /**
+   * Optional, for transports that cache `pathMtu` (TCP sizes its segments by it): changes
+   * whenever a learned path MTU of this protocol is lowered or forgotten before its expiry.
+   */
+  readonly pathMtuGeneration?: number;
+  /**
+   * Optional: when (clock ms) the path MTU learned towards `route.remote` expires and `pathMtu`
+   * goes back up (RFC 1191 §6.3, RFC 8201 §4); Infinity when none is learned.
+   */
+  pathMtuExpiry?(route: Route): number;
   /** Called when the stack closes. */
   close?(): void;
 }
@@ -132,7 +142,12 @@ export type DeliverResult = (typeof DeliverResult)[keyof typeof DeliverResult];
 export interface ControlMessage {
   /** Node-style error the endpoint should see (ECONNREFUSED for port unreachable, …). */
   readonly error: ErrnoCode;
-  /** The error is about the path MTU (ICMPv4 fragmentation needed, ICMPv6 packet too big). */
+  /**
+   * The error is about the path MTU (ICMPv4 fragmentation needed, ICMPv6 packet too big): the
+   * MTU the report asks for, with the network protocol's floor applied (it may be no lower
+   * than the MTU in force). Not yet applied: the network protocol lowers its path MTU only if
+   * `handleControl` accepts the message (RFC 5927 §4.1).
+   */
   readonly mtu?: number;
   /** ICMP type and code as received. */
   readonly type: number;
@@ -158,8 +173,14 @@ export interface TransportProtocol {
    * transport; `info` is borrowed for the call only. Never throws.
    */
   handlePacket(info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult;
-  /** Handles an ICMP error about a packet this transport sent. Never throws. */
-  handleControl(msg: ControlMessage): void;
+  /**
+   * Handles an ICMP error about a packet this transport sent; `msg` and its buffers are
+   * borrowed for the call only. Returns true when the quote matches a flow of this transport
+   * (RFC 5927 §4.1: TCP, a connection with the quoted 4-tuple and the quoted sequence number in
+   * flight; UDP, an endpoint that could have sent the datagram); only then does the network
+   * protocol apply `msg.mtu` to its path MTU. Never throws.
+   */
+  handleControl(msg: ControlMessage): boolean;
   /** Called once after each inbound batch: the place to flush work queued during the batch. */
   flush?(): void;
   /** Called when the stack closes. */
@@ -229,8 +250,11 @@ export interface StackContext {
   isLocalAddressBytes(buf: Uint8Array, off: number, family: 4 | 6): boolean;
   /** Hands an inbound transport packet to the transport registered for `protocol`. */
   deliverTransport(protocol: number, info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult | undefined;
-  /** Hands an ICMP error to the transport registered for `protocol`. */
-  deliverControl(protocol: number, msg: ControlMessage): void;
+  /**
+   * Hands an ICMP error to the transport registered for `protocol`: what its `handleControl`
+   * returned, false when there is none.
+   */
+  deliverControl(protocol: number, msg: ControlMessage): boolean;
 }
 
 /** A network protocol plugin: options first, stack pieces injected at assembly. */

@@ -320,9 +320,7 @@ export class Stack {
       },
       deliverTransport: (protocol: number, info: NetworkPacketInfo, pkt: PacketBuffer): DeliverResult | undefined =>
         stack.transportsByNumber[protocol]?.handlePacket(info, pkt),
-      deliverControl: (protocol: number, msg: ControlMessage): void => {
-        stack.transportsByNumber[protocol]?.handleControl(msg);
-      },
+      deliverControl: (protocol: number, msg: ControlMessage): boolean => stack.transportsByNumber[protocol]?.handleControl(msg) ?? false,
     };
   }
 }

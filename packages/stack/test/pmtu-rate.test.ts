@@ -34,6 +34,49 @@ describe('PmtuCache', () => {
   });
 });
 
+describe('PmtuCache eviction (a flood of reports must not push out paths in use)', () => {
+  it('evicts entries no sender has looked up before entries in use', () => {
+    const c = new PmtuCache(new ManualClock(), 4, 60_000);
+    c.lower('live', 1000, 1500);
+    expect(c.get('live', 1500)).toBe(1000); // a sender uses it
+    for (let i = 0; i < 5000; i++) c.lower(`forged${i}`, 600, 1500);
+    expect(c.size).toBe(4);
+    expect(c.get('live', 1500)).toBe(1000);
+    expect(c.get('forged4999', 1500)).toBe(600);
+    expect(c.get('forged0', 1500)).toBe(1500);
+    expect(c.evictions).toBe(4997);
+  });
+
+  it('keeps a path in steady use while other used paths come and go (approximate LRU)', () => {
+    const c = new PmtuCache(new ManualClock(), 8, 60_000);
+    c.lower('live', 1000, 1500);
+    for (let i = 0; i < 1000; i++) {
+      c.lower(`other${i}`, 900, 1500);
+      c.get(`other${i}`, 1500); // each also used once (say, a reply went to it)
+      expect(c.get('live', 1500)).toBe(1000);
+    }
+    expect(c.size).toBe(8);
+  });
+
+  it('reports expiry times and a generation that changes when an entry is lowered or evicted', () => {
+    const clock = new ManualClock();
+    const c = new PmtuCache(clock, 1, 1000);
+    expect(c.expiresAt('a')).toBe(Infinity);
+    const g0 = c.generation;
+    c.lower('a', 1400, 1500);
+    expect(c.expiresAt('a')).toBe(1000);
+    expect(c.generation).not.toBe(g0);
+    const g1 = c.generation;
+    c.lower('a', 1450, 1500); // not lower: no news
+    expect(c.generation).toBe(g1);
+    c.lower('b', 1400, 1500); // evicts a
+    expect(c.get('a', 1500)).toBe(1500);
+    expect(c.generation - g1).toBe(2);
+    clock.advance(1000);
+    expect(c.expiresAt('b')).toBe(Infinity);
+  });
+});
+
 describe('TokenBucket', () => {
   it('allows a burst, then the rate, and never limits at Infinity', () => {
     const clock = new ManualClock();

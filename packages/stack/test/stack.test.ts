@@ -27,7 +27,7 @@ function fakeTransport(protocol: number, name = 'fake') {
     protocol,
     stats: createCounters(['x']),
     handlePacket: () => DeliverResult.Delivered,
-    handleControl: () => undefined,
+    handleControl: () => false,
   });
 }
 

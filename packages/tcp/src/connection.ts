@@ -223,6 +223,12 @@ export class TcpConnection {
   private peerMss = 0;
   /** Payload bytes per full segment (SMSS minus the timestamp option). */
   private mss = 536;
+  /** Largest SMSS whatever the path: the peer's MSS, lowered by TCP_MAXSEG (Linux's mss_clamp). */
+  private mssClamp = 536;
+  /** The network's pathMtuGeneration when `mss` was last sized to the path MTU. */
+  private pmtuGen = 0;
+  /** When the path MTU `mss` was sized to expires (clock ms): re-read it then (RFC 8201 §4). */
+  private pmtuCheckAt = Infinity;
   private sndWscale = 0;
   private rcvWscale = 0;
   private peerOfferedWscale = false;
@@ -731,6 +737,7 @@ export class TcpConnection {
 
   /** The MSS in use: payload bytes per full segment (what TCP_MAXSEG reads on Linux). */
   get effectiveMss(): number {
+    if (this.synchronized()) this.checkPathMtu(this.clock.now());
     return this.synchronized() || this.wasEstablished ? this.mss : Math.min(this.advMss, this.userMss > 0 ? this.userMss : this.advMss);
   }
 
@@ -749,10 +756,9 @@ export class TcpConnection {
       this.advMss = Math.min(this.advMss, mss);
       return;
     }
-    const smss = mss - (this.tsOk ? TS_OPTION_SPACE : 0);
-    if (smss >= 64 && smss < this.mss) {
-      this.mss = smss;
-      this.ccState.mss = smss;
+    if (mss < this.mssClamp) {
+      this.mssClamp = mss;
+      this.syncMss();
     }
   }
 
@@ -864,6 +870,7 @@ export class TcpConnection {
 
   /** Connection state like Linux's TCP_INFO. */
   info(): TcpInfo {
+    if (this.synchronized()) this.checkPathMtu(this.clock.now());
     const sb = this.sb as Scoreboard | undefined;
     const inFlight = sb === undefined ? 0 : this.pipe();
     return {
@@ -1034,8 +1041,8 @@ export class TcpConnection {
     this.tsOk = c.timestamps && this.peerOfferedTs;
     this.sackOk = c.sack && this.peerOfferedSack;
     const peer = this.peerMss > 0 ? this.peerMss : defaultPeerMss(this.version);
-    const smss = Math.max(64, Math.min(peer, this.advMss));
-    this.mss = smss - (this.tsOk ? TS_OPTION_SPACE : 0);
+    this.mssClamp = this.userMss > 0 ? Math.min(peer, this.userMss) : peer;
+    this.syncMss();
     this.rcvMss = Math.min(this.advMss, 536);
   }
 
@@ -1631,23 +1638,88 @@ export class TcpConnection {
     return seqGt(seg.seq, this.rcvNxt);
   }
 
-  /** @internal An ICMP error about a segment of ours. */
-  controlMessage(msg: ControlMessage, seq: number): void {
-    if (msg.mtu !== undefined && msg.mtu > 0) {
-      // Path MTU went down: smaller segments from now on (retransmissions keep their size).
-      const smss = msg.mtu - networkHeaderSize(this.route.network) - 20 - (this.tsOk ? TS_OPTION_SPACE : 0);
-      if (smss >= 64 && smss < this.mss) {
-        this.mss = smss;
-        this.ccState.mss = smss;
+  /**
+   * @internal An ICMP error quoting a segment of ours with sequence number `seq`. Returns true
+   * when it is believed (then the network layer applies its path MTU, if any).
+   */
+  controlMessage(msg: ControlMessage, seq: number): boolean {
+    // RFC 5927 §4.1, RFC 9293 §3.9.2.4: the quoted segment must be one in flight,
+    // SND.UNA =< SEG.SEQ < SND.NXT (in SYN-SENT, the ISN); anything else is forged or stale.
+    // Like Linux's OutOfWindowIcmps.
+    if (!(seqGe(seq, this.sndUna) && seqLt(seq, this.sndNxt))) {
+      this.proto.stats.OutOfWindowIcmps++;
+      return false;
+    }
+    if (msg.mtu !== undefined || msg.error === 'EMSGSIZE') {
+      // Our IPv4 segments carry no DF with path MTU discovery off: no router would say
+      // "fragmentation needed" about one, whatever the quote claims.
+      if (this.version === 4 && this.writeParams.dontFragment !== true) {
+        this.proto.stats.ControlMessagesIgnored++;
+        return false;
       }
-      return;
+      if (msg.mtu !== undefined) this.pathMtuReduced(msg.mtu);
+      return true; // a soft error, never fatal (RFC 1122 §4.2.3.9)
     }
     // RFC 5927 / RFC 1122 §4.2.3.9: hard errors abort only a connection being opened.
-    if (this.state === 'SYN_SENT' && seq === this.iss) {
+    if (this.state === 'SYN_SENT') {
       this.proto.stats.AttemptFails++;
       this.fail(msg.error, 'connect');
       this.proto.markDirty(this);
     }
+    return true;
+  }
+
+  /**
+   * A believed "too big" down to `mtu` (RFC 1191 §6.5, RFC 8201 §5.4; Linux's
+   * tcp_v4_mtu_reduced and tcp_simple_retransmit): a smaller MSS from now on, and every segment in
+   * flight larger than it is lost (the router dropped it). Those are re-sent cut at the new MSS,
+   * still with DF (see retransmit()); TCP never lets IP fragment them. Not congestion: cwnd and
+   * ssthresh stay, and no recovery episode starts.
+   */
+  private pathMtuReduced(mtu: number): void {
+    if (!this.synchronized()) return; // sized at the handshake's end, from the path MTU then
+    const mss = this.mssFor(mtu);
+    if (mss >= this.mss) return;
+    this.mss = mss;
+    this.ccState.mss = mss;
+    // The network layer lowers its cache once we return; that changes its generation, so the next
+    // output() re-reads the path MTU (and its expiry) from there.
+    const sb = this.sb;
+    let lost = 0;
+    for (let i = 0, n = sb.count; i < n; i++) {
+      const s = sb.at(i)!;
+      if (!s.sacked && s.len - (s.fin ? 1 : 0) - (s.syn ? 1 : 0) > mss) lost += sb.markLost(s);
+    }
+    if (lost > 0) {
+      this.rate.onLost(lost);
+      this.highRxt = this.sndUna;
+      this.proto.markDirty(this);
+    }
+  }
+
+  /** SMSS minus the timestamp option for a path MTU: min(mssClamp, MTU - headers) (RFC 9293 §3.7.1). */
+  private mssFor(pathMtu: number): number {
+    const smss = Math.max(64, Math.min(this.mssClamp, pathMtu - networkHeaderSize(this.route.network) - 20));
+    return smss - (this.tsOk ? TS_OPTION_SPACE : 0);
+  }
+
+  /**
+   * Sizes `mss` to the path MTU in force, and notes when to look again: when the network's cache
+   * changes (another flow's report, an eviction) or the learned value expires, so the MSS goes back
+   * up when the path MTU does (RFC 1191 §6.3, RFC 8201 §4).
+   */
+  private syncMss(): void {
+    const net = this.route.network;
+    this.pmtuGen = net.pathMtuGeneration ?? 0;
+    this.pmtuCheckAt = net.pathMtuExpiry?.(this.route) ?? Infinity;
+    const mss = this.mssFor(net.pathMtu(this.route));
+    this.mss = mss;
+    this.ccState.mss = mss;
+  }
+
+  /** Re-sizes `mss` when the path MTU may have changed: O(1) when it has not. */
+  private checkPathMtu(now: number): void {
+    if (now >= this.pmtuCheckAt || (this.route.network.pathMtuGeneration ?? 0) !== this.pmtuGen) this.syncMss();
   }
 
   // -- Outbound -------------------------------------------------------------------------------
@@ -1752,28 +1824,17 @@ export class TcpConnection {
   }
 
   /**
-   * Hands a segment to the network layer with this connection's TTL, TOS and DF (like
-   * TCPProtocol.transmit, which uses the defaults). With DF (RFC 1191 / RFC 8201 path MTU
-   * discovery) a segment cut before the path MTU dropped (a retransmission) is sent once more
-   * without DF and fragmented, rather than lost.
+   * Hands a segment to the network layer with this connection's TTL, TOS and DF. With DF
+   * (RFC 1191 / RFC 8201 path MTU discovery) a segment larger than the path MTU is refused with
+   * EMSGSIZE and counted; it is never sent fragmented. It stays in the retransmission queue, and
+   * the next output re-sizes the MSS to the path MTU, so its retransmission is cut to fit.
    */
   private xmit(pkt: PacketBuffer): boolean {
-    const wp = this.writeParams;
-    const net = this.route.network;
     try {
-      try {
-        net.writePacket(this.route, TCP_PROTO, pkt, wp);
-      } catch (e) {
-        if (!wp.dontFragment || !(e instanceof UsernetError) || e.code !== 'EMSGSIZE') throw e;
-        wp.dontFragment = false;
-        try {
-          net.writePacket(this.route, TCP_PROTO, pkt, wp);
-        } finally {
-          wp.dontFragment = true;
-        }
-      }
-    } catch {
+      this.route.network.writePacket(this.route, TCP_PROTO, pkt, this.writeParams);
+    } catch (e) {
       this.proto.stats.SendErrors++;
+      if (e instanceof UsernetError && e.code === 'EMSGSIZE') this.pmtuCheckAt = 0;
       return false;
     }
     this.proto.stats.OutSegs++;
@@ -1809,6 +1870,7 @@ export class TcpConnection {
   private output(now: number): void {
     const synced = this.synchronized();
     if (synced && this.state !== 'FIN_WAIT_2') {
+      this.checkPathMtu(now);
       if (this.forceRetransmit) {
         this.forceRetransmit = false;
         const first = this.sb.nextRetransmit(this.highRxt, false);
@@ -1837,8 +1899,19 @@ export class TcpConnection {
   }
 
   private retransmit(seg: SentSegment, now: number): void {
-    const dataLen = seg.len - (seg.fin ? 1 : 0) - (seg.syn ? 1 : 0);
-    this.sendData(now, seg.seq, dataLen, seg.fin ? TCP_FIN : 0);
+    let dataLen = seg.len - (seg.fin ? 1 : 0) - (seg.syn ? 1 : 0);
+    let fin = seg.fin;
+    const room = this.segmentRoom();
+    if (dataLen > room) {
+      // Sent before the path MTU went down (or without SACK blocks to carry): cut it to fit
+      // (like Linux's tcp_fragment in tcp_retransmit_skb) rather than let IP fragment it. The rest
+      // stays lost and goes next. When the scoreboard refuses the split (its maxSegments bound),
+      // the front is sent anyway.
+      this.sb.splitSegment(seg, seqAdd(seg.seq, room));
+      dataLen = room;
+      fin = false;
+    }
+    this.sendData(now, seg.seq, dataLen, fin ? TCP_FIN : 0);
     seg.retransmits++;
     seg.retransmittedSinceLoss = true;
     seg.sentTime = now;
@@ -1858,7 +1931,9 @@ export class TcpConnection {
     const sent = seqDiff(this.sndNxt, this.sndUna);
     const unsent = this.sendBuf.length - sent;
     const wndRoom = this.sndWnd - sent;
-    let len = Math.min(unsent, this.mss, wndRoom, cwndRoom);
+    // A full segment's payload: the MSS, less room for SACK blocks it may carry.
+    const full = this.segmentRoom();
+    let len = Math.min(unsent, full, wndRoom, cwndRoom);
     if (len < 0) len = 0;
     const wantFin = this.finQueued && len === unsent;
     if (len === 0 && !wantFin) {
@@ -1866,7 +1941,7 @@ export class TcpConnection {
       if (unsent > 0 && wndRoom <= 0 && this.sndUna === this.sndNxt && this.persistAt === Infinity) this.armPersist(now);
       return false;
     }
-    if (len < this.mss && !wantFin) {
+    if (len < full && !wantFin) {
       if (len < unsent) {
         // Limited by cwnd: wait for ACKs. Limited by the peer's window: sender SWS avoidance
         // (RFC 9293 §3.8.6.2.1) sends a partial segment only if it is at least half the
@@ -1887,13 +1962,13 @@ export class TcpConnection {
     // go down as one super-segment the link cuts into `mss`-byte pieces. The scoreboard still
     // holds one entry per segment, so SACK, loss marking and retransmission stay per segment.
     let segs = 1;
-    if (len === this.mss && !wantFin) {
-      segs = this.gsoSegments(Math.min(unsent, wndRoom, cwndRoom));
-      len = segs * this.mss;
+    if (len === full && !wantFin) {
+      segs = this.gsoSegments(Math.min(unsent, wndRoom, cwndRoom), full);
+      len = segs * full;
     }
     let flags = 0;
     if (len > 0 && len === unsent) flags |= TCP_PSH;
-    if (len < this.mss) this.sndSml = seqAdd(this.sndNxt, len);
+    if (len < full) this.sndSml = seqAdd(this.sndNxt, len);
     if (wantFin) flags |= TCP_FIN;
     const seq = this.sndNxt;
     if (this.sndUna === this.sndNxt) {
@@ -1901,8 +1976,8 @@ export class TcpConnection {
       if (now - this.lastSendAt > this.rtt.rto && this.cc.onIdleRestart !== undefined) this.cc.onIdleRestart(this.ccState, now);
       this.lastProgressAt = now;
     }
-    this.sendData(now, seq, len, flags, segs > 1 ? this.mss : 0);
-    const segLen = segs > 1 ? this.mss : len;
+    this.sendData(now, seq, len, flags, segs > 1 ? full : 0);
+    const segLen = segs > 1 ? full : len;
     for (let i = 0; i < segs; i++) {
       const s = new SentSegment();
       s.seq = seqAdd(seq, i * segLen);
@@ -1927,18 +2002,30 @@ export class TcpConnection {
   }
 
   /**
-   * How many full segments of `room` bytes to send as one super-segment: 1 without link
+   * Payload bytes a segment may carry now: the MSS (which already allows for timestamps), less
+   * the largest SACK option it may carry while we hold out-of-order data or owe a D-SACK. RFC
+   * 6691 §2: the sender reduces the data to make room for the options it includes; a segment must
+   * never outgrow the path MTU, since with DF it would be refused, and TCP is never fragmented.
+   * (The largest option, not the exact one, so that sizing needs no walk of the out-of-order queue.)
+   */
+  private segmentRoom(): number {
+    if (!this.sackOk || (!this.dsackPending && this.ooo.bytes === 0)) return this.mss;
+    return Math.max(1, this.mss - (this.tsOk ? 28 : 36));
+  }
+
+  /**
+   * How many full segments (`full` payload bytes each) of the `room` bytes allowed to send as one super-segment: 1 without link
    * segmentation offload; otherwise as many as fit the link's GSO limit (headers included) and
    * at most 44 (Linux's tcp_tso_autosize default cap of 64 KiB), and with a pacing rate no more
    * than about a millisecond of it (Linux sizes TSO bursts to the pacing rate the same way).
    */
-  private gsoSegments(room: number): number {
+  private gsoSegments(room: number, full: number): number {
     const gsoMax = this.route.nic.link.capabilities.gsoMaxSize;
-    if (gsoMax <= 0 || this.mss <= 0) return 1;
+    if (gsoMax <= 0 || full <= 0) return 1;
     let bytes = Math.min(room, gsoMax - networkHeaderSize(this.route.network) - 60);
     const rate = this.ccState.pacingRate;
-    if (rate > 0) bytes = Math.min(bytes, Math.max(2 * this.mss, rate / 1000));
-    return Math.max(1, Math.min(44, Math.floor(bytes / this.mss)));
+    if (rate > 0) bytes = Math.min(bytes, Math.max(2 * full, rate / 1000));
+    return Math.max(1, Math.min(44, Math.floor(bytes / full)));
   }
 
   private pace(now: number, bytes: number): void {

@@ -191,6 +191,10 @@ export const TCP_COUNTERS = [
   'BroadcastDrops',
   'SendErrors',
   'ControlMessagesReceived',
+  /** ICMP errors about no connection of ours (Linux counts these in IcmpInErrors). */
+  'ControlMessagesIgnored',
+  /** ICMP errors quoting a sequence number not in flight (RFC 5927 §4.1; Linux's OutOfWindowIcmps). */
+  'OutOfWindowIcmps',
 ] as const;
 export type TcpCounter = (typeof TCP_COUNTERS)[number];
 
@@ -754,16 +758,21 @@ export class TCPProtocol implements TransportProtocol {
 
   // -- ICMP -------------------------------------------------------------------------------------
 
-  handleControl(msg: ControlMessage): void {
+  /**
+   * An ICMP error quoting one of our segments: believed only for a connection with exactly the
+   * quoted 4-tuple whose quoted sequence number is in flight (RFC 5927 §4.1). A SYN-ACK sent as
+   * a SYN cookie has no connection, so errors about it are ignored.
+   */
+  handleControl(msg: ControlMessage): boolean {
     this.stats.ControlMessagesReceived++;
     const h = msg.transportHeader;
-    if (h.length < 8) return;
-    const ourPort = (h[0]! << 8) | h[1]!;
-    const peerPort = (h[2]! << 8) | h[3]!;
-    const c = this.lookup(msg.src, ourPort, msg.dst, peerPort);
-    if (c === undefined) return;
+    const c = h.length < 8 ? undefined : this.lookup(msg.src, (h[0]! << 8) | h[1]!, msg.dst, (h[2]! << 8) | h[3]!);
+    if (c === undefined) {
+      this.stats.ControlMessagesIgnored++;
+      return false;
+    }
     const seq = ((h[4]! << 24) | (h[5]! << 16) | (h[6]! << 8) | h[7]!) >>> 0;
-    c.controlMessage(msg, seq);
+    return c.controlMessage(msg, seq);
   }
 
   // -- Batches ----------------------------------------------------------------------------------

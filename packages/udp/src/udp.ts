@@ -332,28 +332,34 @@ export class UDPProtocol implements TransportProtocol {
 
   // -- ICMP errors ----------------------------------------------------------------------------
 
-  handleControl(msg: ControlMessage): void {
+  handleControl(msg: ControlMessage): boolean {
     const st = this.stats;
     st.ControlMessagesReceived++;
     const h = msg.transportHeader;
     if (h.length < 4) {
       st.ControlMessagesIgnored++;
-      return;
+      return false;
     }
     // The quoted header is one we sent: its source port is ours, its destination the peer's.
     const ourPort = (h[0]! << 8) | h[1]!;
     const peerPort = (h[2]! << 8) | h[3]!;
     const v4 = msg.network.version === 4;
-    const ep = findConnected(this.ports[v4 ? 0 : 1].get(ourPort), msg, peerPort, false) ?? (v4 ? findConnected(this.ports[1].get(ourPort), msg, peerPort, true) : undefined);
+    const own = this.ports[v4 ? 0 : 1].get(ourPort);
+    const dual = v4 ? this.ports[1].get(ourPort) : undefined;
+    const ep = findConnected(own, msg, peerPort, false) ?? findConnected(dual, msg, peerPort, true);
     if (ep === undefined) {
       st.ControlMessagesIgnored++;
-      return;
+      // RFC 5927 §4.1: the quote is believed (a path MTU in it applies) only if one of our
+      // endpoints could have sent that datagram: an unconnected one bound to the quoted source
+      // port and address. It still hears nothing of the error, as on Linux without IP_RECVERR.
+      return findSender(own, msg, false) || findSender(dual, msg, true);
     }
     // Like Linux without IP_RECVERR: only connected endpoints hear of ICMP errors; the error
     // waits as SO_ERROR for the next send and is reported through onError after this batch.
     ep.pendingError = new UsernetError(msg.error, 'send', `ICMP type ${msg.type} code ${msg.code} from ${msg.dst.toString()}:${peerPort}`);
     ep.errorToReport = true;
     this.markDirty(ep);
+    return true;
   }
 
   // -- Send -----------------------------------------------------------------------------------
@@ -553,6 +559,20 @@ function findConnected(list: UdpEndpoint[] | undefined, msg: ControlMessage, pee
     return ep;
   }
   return undefined;
+}
+
+/** An unconnected endpoint in `list` that could have sent the datagram `msg` quotes (from msg.src). */
+function findSender(list: UdpEndpoint[] | undefined, msg: ControlMessage, mapped: boolean): boolean {
+  if (list === undefined) return false;
+  for (let i = 0; i < list.length; i++) {
+    const ep = list[i]!;
+    if (ep.remote !== null) continue;
+    if (mapped && ep.v6Only_) continue;
+    if (!ep.localSpecific) return true;
+    const local = ep.local!;
+    if (mapped ? local.isV4Mapped && msg.src.equalsBytes(local.bytes, 12) : local.equals(msg.src)) return true;
+  }
+  return false;
 }
 
 /**

@@ -405,6 +405,21 @@ export class Scoreboard {
   }
 
   /**
+   * Splits `seg` (one of this queue's) so that a new segment starts at `at`, strictly inside it;
+   * the right part keeps its marks (lost, retransmitted) and the FIN. For re-cutting a segment at
+   * a smaller MSS after the path MTU went down. False when `at` is not inside `seg` or the queue
+   * is at maxSegments. O(log n) plus the insertion.
+   */
+  splitSegment(seg: SentSegment, at: number): boolean {
+    if (seg.owner !== this) return false;
+    const off = seqDiff(at >>> 0, seg.seq);
+    if (off <= 0 || off >= seg.len) return false;
+    const i = this.indexOf(seg.seq);
+    if (this.q[i] !== seg) return false;
+    return this.split(i, at >>> 0) >= 0;
+  }
+
+  /**
    * Processes the SACK blocks of an ACK (RFC 2018 §3, flat left,right pairs): marks the covered
    * segments SACKed, splitting segments at block edges, and returns the bytes newly SACKed,
    * calling `onSacked(seg)` for each newly SACKed segment. Detects a D-SACK (RFC 2883 §4: the
