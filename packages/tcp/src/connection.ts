@@ -297,6 +297,10 @@ export class TcpConnection {
   private delackAt = Infinity;
   private persistAt = Infinity;
   private persistBackoff = 0;
+  /** Zero-window probes not answered by any ACK (Linux icsk_probes_out). */
+  private persistProbes = 0;
+  /** When the first zero-window probe of this closed-window period went out (-1: none; Linux icsk_probes_tstamp). */
+  private persistSince = -1;
   private kaAt = Infinity;
   private kaProbes = 0;
   private fw2At = Infinity;
@@ -1336,6 +1340,8 @@ export class TcpConnection {
     const sb = this.sb;
     const priorInFlight = this.pipe();
     const oldWnd = this.sndWnd;
+    // Any ACK not older than SND.UNA answers our probes (Linux tcp_ack resets icsk_probes_out).
+    if (seqGe(ack, this.sndUna)) this.persistProbes = 0;
     // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
     // The update needs SND.UNA =< SEG.ACK as well (RFC 9293 §3.10.7.4): an old ACK must not
     // place the peer's window at our (newer) SND.UNA.
@@ -1347,6 +1353,7 @@ export class TcpConnection {
       if (this.sndWnd > 0) {
         this.persistAt = Infinity;
         this.persistBackoff = 0;
+        this.persistSince = -1;
       }
     }
     let newlySacked = 0;
@@ -1876,6 +1883,9 @@ export class TcpConnection {
   private armPersist(now: number): void {
     const base = Math.max(this.rtt.rto, this.cfg.minRto);
     this.persistAt = now + Math.min(this.cfg.maxRto, base * 2 ** this.persistBackoff);
+    // TCP_USER_TIMEOUT: no probe later than when the user timeout runs out (Linux
+    // tcp_clamp_probe0_to_user_timeout), so the abort is not late by a whole backoff.
+    if (this.userTimeout > 0 && this.persistSince >= 0) this.persistAt = Math.max(now, Math.min(this.persistAt, this.persistSince + this.userTimeout));
   }
 
   // -- Timers ---------------------------------------------------------------------------------
@@ -1970,7 +1980,11 @@ export class TcpConnection {
     if (!this.synchronized()) return;
     const sent = seqDiff(this.sndNxt, this.sndUna);
     const unsent = this.sendBuf.length - sent;
-    if (unsent <= 0 || sent > 0) return;
+    if (unsent <= 0 || sent > 0) {
+      this.persistProbes = 0;
+      this.persistSince = -1;
+      return;
+    }
     const wndRoom = this.sndWnd - sent;
     if (wndRoom > 0) {
       // SWS override (RFC 9293 §3.8.6.2.1): send what the window holds.
@@ -1990,11 +2004,22 @@ export class TcpConnection {
       this.fail('ETIMEDOUT', 'write');
       return;
     }
+    // RFC 9293 §3.8.6.1 (MUST-37) keeps the connection open while the peer answers the probes;
+    // one that stopped answering is given up, like Linux's tcp_probe_timer: after `retries`
+    // (tcp_retries2) probes in a row without any ACK, or once TCP_USER_TIMEOUT has passed since
+    // the first probe while the window stayed shut. Like Linux, nothing is sent to the peer.
+    if (this.persistSince < 0) this.persistSince = now;
+    if (this.persistProbes >= this.cfg.retries || (this.userTimeout > 0 && now - this.persistSince >= this.userTimeout)) {
+      this.proto.stats.TCPAbortOnTimeout++;
+      this.fail('ETIMEDOUT', 'write');
+      return;
+    }
     // Zero-window probe: a segment the receiver must answer with its window (like Linux, an
     // old sequence number without data).
     this.proto.stats.TCPWinProbe++;
     this.sendData(now, seqAdd(this.sndUna, -1), 0, 0);
     this.persistBackoff++;
+    this.persistProbes++;
     this.armPersist(now);
   }
 

@@ -1,0 +1,108 @@
+/**
+ * Behaviours a peer can see where RFC 9293 / Linux are followed (issue 21): zero-window persist
+ * and shrunk windows, duplicate-ACK counting, SYN-cookie ACKs, receiver SWS avoidance and the
+ * windows of SYN_RECEIVED and cookie segments. A raw peer injects segments at explicit times.
+ */
+import { describe, expect, it } from 'vitest';
+import type { TcpConnection } from '@usernet/tcp';
+import type { Harness as HarnessT, Seg } from './harness.js';
+import { ACK, flags, Harness, PEER, SYN, u32 } from './harness.js';
+
+const bytes = (n: number, fill = 0x61): Uint8Array => new Uint8Array(n).fill(fill);
+
+interface Conn {
+  h: HarnessT;
+  c: TcpConnection;
+  port: number;
+  our: number;
+  peer: number;
+  closed: string[];
+  /** Clock time of onClose (-1: not yet). */
+  closedAt: number;
+}
+
+/** Active open; the peer announces MSS 1000, no window scaling, SACK only when asked. */
+function open(h: HarnessT, sack = false): Conn {
+  const c = h.tcp.connect({ address: PEER, port: 80 });
+  const closed: string[] = [];
+  const k = { h, c, port: 0, our: 0, peer: 1001, closed, closedAt: -1 };
+  c.onClose = (e) => {
+    closed.push(e?.code ?? 'none');
+    k.closedAt = h.clock.now();
+  };
+  const syn = h.expect(flags(SYN));
+  h.advance(10);
+  h.inject({ srcPort: 80, dstPort: syn.srcPort, seq: 1000, ack: syn.seq + 1, flags: SYN | ACK, opts: sack ? { mss: 1000, sackPermitted: true } : { mss: 1000 } });
+  h.expect(flags(ACK));
+  k.port = syn.srcPort;
+  k.our = u32(syn.seq + 1);
+  return k;
+}
+
+function from(k: Conn, f: number, o: { seq?: number; ack?: number; payload?: Uint8Array; window?: number } = {}): void {
+  k.h.inject({ srcPort: 80, dstPort: k.port, seq: o.seq ?? k.peer, ack: o.ack ?? k.our, flags: f, window: o.window ?? 65535, payload: o.payload });
+}
+
+/** Advances `ms` in 1 s steps, handing each of our segments to `peer` as it comes. */
+function run(h: HarnessT, ms: number, peer: (s: Seg) => void = () => {}): Seg[] {
+  const seen: Seg[] = [];
+  for (let t = 0; t < ms; t += 1000) {
+    h.advance(1000);
+    for (const s of h.take()) {
+      seen.push(s);
+      peer(s);
+    }
+  }
+  return seen;
+}
+
+describe('zero-window persist gives up on a dead peer (Linux tcp_probe_timer)', () => {
+  it('after `retries` unanswered probes the connection fails with ETIMEDOUT; nothing is sent to the dead peer', () => {
+    const h = new Harness();
+    const k = open(h);
+    from(k, ACK, { window: 0 });
+    k.c.write(bytes(3000));
+    h.expectNone();
+    // The peer vanished: nobody answers. Probes back off to maxRto (120 s).
+    const seen = run(h, 6 * 3600_000);
+    expect(k.c.state).toBe('CLOSED');
+    expect(k.closed).toEqual(['ETIMEDOUT']);
+    expect(seen.every((s) => s.flags === ACK && s.payload.length === 0 && s.seq === u32(k.our - 1))).toBe(true);
+    expect(seen.length).toBe(15); // tcp_retries2 probes, then the abort
+    expect(h.tcp.stats.TCPWinProbe).toBe(15);
+    expect(h.tcp.stats.TCPAbortOnTimeout).toBe(1);
+  });
+
+  it('a peer that answers every probe keeps the connection open (RFC 9293 §3.8.6.1 MUST-37); any ACK resets the count', () => {
+    const h = new Harness({ tcp: { retries: 3 } });
+    const k = open(h);
+    from(k, ACK, { window: 0 });
+    k.c.write(bytes(3000));
+    // Answer every other probe only: never 3 unanswered in a row.
+    let n = 0;
+    const seen = run(h, 2 * 3600_000, () => {
+      if (n++ % 2 === 1) from(k, ACK, { window: 0 });
+    });
+    expect(k.c.state).toBe('ESTABLISHED');
+    expect(seen.length).toBeGreaterThan(50);
+    // It goes quiet: three more probes, then the abort.
+    const after = run(h, 3600_000);
+    expect(after.length).toBe(3);
+    expect(k.c.state).toBe('CLOSED');
+    expect(k.closed).toEqual(['ETIMEDOUT']);
+  });
+
+  it('TCP_USER_TIMEOUT ends a zero-window stall even while the peer answers (like Linux)', () => {
+    const h = new Harness();
+    const k = open(h);
+    k.c.setUserTimeout(30_000);
+    from(k, ACK, { window: 0 });
+    k.c.write(bytes(3000));
+    const seen = run(h, 120_000, () => from(k, ACK, { window: 0 }));
+    expect(k.c.state).toBe('CLOSED');
+    expect(k.closed).toEqual(['ETIMEDOUT']);
+    // The abort comes 30 s after the first probe, not a whole backoff later.
+    expect(k.closedAt - seen[0]!.at).toBe(30_000);
+    expect(h.tcp.stats.TCPAbortOnTimeout).toBe(1);
+  });
+});
