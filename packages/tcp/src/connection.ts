@@ -1396,8 +1396,9 @@ export class TcpConnection {
       }
     } else {
       this.ackEv.rttSample = -1;
-      // RFC 5681 §2 duplicate ACK; RFC 6675 §5 counts ACKs carrying new SACK information.
-      if (this.sndUna !== this.sndNxt && payLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && (newlySacked > 0 || (!this.sackOk && this.sndWnd === oldWnd))) {
+      // RFC 5681 §2 duplicate ACK (condition (d): SEG.ACK = SND.UNA, so a reordered older ACK is
+      // not one); RFC 6675 §5 counts ACKs carrying new SACK information.
+      if (this.sndUna !== this.sndNxt && payLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && (newlySacked > 0 || (!this.sackOk && ack === this.sndUna && this.sndWnd === oldWnd))) {
         this.dupAcks++;
         if (!this.sackOk) this.renoDup = Math.min(this.renoDup + 1, Math.floor(seqDiff(this.sndNxt, this.sndUna) / this.mss));
       }

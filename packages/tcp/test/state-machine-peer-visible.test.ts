@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TcpConnection } from '@usernet/tcp';
 import type { Harness as HarnessT, Seg } from './harness.js';
-import { ACK, flags, Harness, PEER, SYN, u32 } from './harness.js';
+import { ACK, flags, Harness, PEER, seq, SYN, u32 } from './harness.js';
 
 const bytes = (n: number, fill = 0x61): Uint8Array => new Uint8Array(n).fill(fill);
 
@@ -104,5 +104,30 @@ describe('zero-window persist gives up on a dead peer (Linux tcp_probe_timer)', 
     // The abort comes 30 s after the first probe, not a whole backoff later.
     expect(k.closedAt - seen[0]!.at).toBe(30_000);
     expect(h.tcp.stats.TCPAbortOnTimeout).toBe(1);
+  });
+});
+
+describe('duplicate ACKs (RFC 5681 §2)', () => {
+  it('ACKs below SND.UNA are not duplicate ACKs: three reordered stale ACKs cause no fast retransmit', () => {
+    const h = new Harness();
+    const k = open(h, false); // no SACK: NewReno counts duplicate ACKs
+    k.c.write(bytes(5000));
+    expect(h.take().map((s) => s.payload.length)).toEqual([1000, 1000, 1000, 1000, 1000]);
+    const before = k.c.info();
+    from(k, ACK, { ack: k.our + 2000 });
+    // Three older ACKs (delayed in the network) arrive after it, same window.
+    for (let i = 0; i < 3; i++) from(k, ACK, { ack: k.our + 1000 });
+    h.expectNone();
+    const i = k.c.info();
+    expect(i.inRecovery).toBe(false);
+    expect(i.ssthresh).toBe(before.ssthresh);
+    expect(i.cwnd).toBeGreaterThanOrEqual(before.cwnd);
+    expect(i.totalRetrans).toBe(0);
+    expect(h.tcp.stats.TCPRenoRecovery).toBe(0);
+    expect(h.tcp.stats.TCPFastRetrans).toBe(0);
+    // Real duplicates (SEG.ACK = SND.UNA) still work.
+    for (let i = 0; i < 3; i++) from(k, ACK, { ack: k.our + 2000 });
+    h.expect(seq(k.our + 2000));
+    expect(h.tcp.stats.TCPRenoRecovery).toBe(1);
   });
 });
