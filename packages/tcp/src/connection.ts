@@ -275,6 +275,10 @@ export class TcpConnection {
   private renoDup = 0;
   private forceRetransmit = false;
   private rtoCount = 0;
+  /** Of rtoCount, the timeouts that probed a window shrunk to zero (not counted against `retries`). */
+  private zeroWindowRtos = 0;
+  /** When an ACK not older than SND.UNA last arrived (Linux rcv_tstamp). */
+  private lastAckAt = 0;
   private synRetrans = 0;
   private synSentAt = 0;
   private lastProgressAt = 0;
@@ -1051,6 +1055,7 @@ export class TcpConnection {
     this.cc.init(this.ccState, now);
     this.quickAcks = this.startQuickAcks;
     this.lastProgressAt = now;
+    this.lastAckAt = now;
     this.rcvEpochStart = now;
     this.rtoAt = Infinity;
     if (this.keepAlive) this.kaAt = now + this.kaIdle;
@@ -1341,7 +1346,10 @@ export class TcpConnection {
     const priorInFlight = this.pipe();
     const oldWnd = this.sndWnd;
     // Any ACK not older than SND.UNA answers our probes (Linux tcp_ack resets icsk_probes_out).
-    if (seqGe(ack, this.sndUna)) this.persistProbes = 0;
+    if (seqGe(ack, this.sndUna)) {
+      this.persistProbes = 0;
+      this.lastAckAt = now;
+    }
     // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
     // The update needs SND.UNA =< SEG.ACK as well (RFC 9293 §3.10.7.4): an old ACK must not
     // place the peer's window at our (newer) SND.UNA.
@@ -1381,6 +1389,7 @@ export class TcpConnection {
       this.dupAcks = 0;
       if (this.renoDup > 0) this.renoDup = this.inRecovery ? Math.max(0, this.renoDup - Math.ceil(acked / this.mss) + 1) : 0;
       this.rtoCount = 0;
+      this.zeroWindowRtos = 0;
       this.lastProgressAt = now;
       // RTT (RFC 7323 §4.1 with timestamps; RFC 6298 §3 Karn's rule without).
       let rttSample = -1;
@@ -1745,7 +1754,7 @@ export class TcpConnection {
       if (this.forceRetransmit) {
         this.forceRetransmit = false;
         const first = this.sb.nextRetransmit(this.highRxt, false);
-        if (first !== null) this.retransmit(first, now);
+        if (first !== null && this.inSendWindow(first)) this.retransmit(first, now);
       }
       for (let guard = 0; guard < 100000; guard++) {
         if (this.paceAt !== Infinity && this.paceAt > now) break;
@@ -1755,18 +1764,28 @@ export class TcpConnection {
         let rseg = this.inRecovery ? this.sb.nextRetransmit(this.highRxt, false) : null;
         if (rseg === null && this.sb.lostBytes > 0) rseg = this.sb.nextRetransmit(this.highRxt, false);
         if (rseg !== null) {
+          if (!this.inSendWindow(rseg)) break;
           this.retransmit(rseg, now);
           continue;
         }
         if (this.sendNew(now, room)) continue;
         rseg = this.inRecovery && this.sackOk ? this.sb.nextRetransmit(this.highRxt, true) : null;
-        if (rseg === null) break;
+        if (rseg === null || !this.inSendWindow(rseg)) break;
         this.retransmit(rseg, now);
       }
     }
     if (this.ackNow && this.state !== 'SYN_SENT' && this.state !== 'CLOSED') {
       this.sendAck(now);
     }
+  }
+
+  /**
+   * RFC 9293 §3.8.6 (SHLD-16, MAY-7 not taken): after the peer shrank its window, only what
+   * starts inside SND.UNA..SND.UNA+SND.WND is retransmitted, and the first unacknowledged segment,
+   * which probes a window shrunk to zero (MUST-35; Linux's __tcp_retransmit_skb does the same).
+   */
+  private inSendWindow(seg: SentSegment): boolean {
+    return seg.seq === this.sndUna || seqLt(seg.seq, seqAdd(this.sndUna, this.sndWnd));
   }
 
   private retransmit(seg: SentSegment, now: number): void {
@@ -1952,10 +1971,26 @@ export class TcpConnection {
       return;
     }
     if (!this.synchronized() || this.sndUna === this.sndNxt) return;
-    st.TCPTimeouts++;
+    // RFC 9293 §3.8.6: the peer shrank its window to zero with data in flight. The retransmission
+    // of the first segment is the zero-window probe (MUST-35, and nothing beyond it goes out, see
+    // output()); the connection is not timed out while the peer answers (SHLD-17, §3.8.6.1
+    // MUST-37). Like Linux's tcp_retransmit_timer, such timeouts do not count against `retries`:
+    // it fails when no ACK came for 2 × maxRto (and as long without progress), or when
+    // TCP_USER_TIMEOUT passed without progress. An orphan keeps its usual limits.
+    const zeroWindow = this.sndWnd === 0 && !this.orphaned;
+    if (zeroWindow) {
+      const dead = this.userTimeout > 0 ? Math.min(2 * this.cfg.maxRto, this.userTimeout) : 2 * this.cfg.maxRto;
+      const stalled = now - this.lastProgressAt;
+      if ((this.userTimeout > 0 && stalled >= this.userTimeout) || (now - this.lastAckAt > dead && stalled > dead)) {
+        st.TCPAbortOnTimeout++;
+        this.fail('ETIMEDOUT', 'write');
+        return;
+      }
+      this.zeroWindowRtos++;
+    } else st.TCPTimeouts++;
     // An orphan gives up sooner (Linux tcp_write_timeout with tcp_orphan_retries).
     const limit = this.orphaned ? Math.min(this.cfg.retries, this.cfg.orphanRetries) : this.cfg.retries;
-    if (this.rtoCount >= limit || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
+    if (this.rtoCount - this.zeroWindowRtos >= limit || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
       st.TCPAbortOnTimeout++;
       this.fail('ETIMEDOUT', 'write');
       return;

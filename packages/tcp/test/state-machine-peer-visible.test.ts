@@ -131,3 +131,52 @@ describe('duplicate ACKs (RFC 5681 §2)', () => {
     expect(h.tcp.stats.TCPRenoRecovery).toBe(1);
   });
 });
+
+describe('a window shrunk to zero with data in flight (RFC 9293 §3.8.6)', () => {
+  /** 5000 bytes sent; the peer takes 2000 and shrinks its window to zero. */
+  function shrunk(h: HarnessT): Conn {
+    const k = open(h);
+    k.c.write(bytes(5000));
+    expect(h.take().length).toBe(5);
+    from(k, ACK, { ack: k.our + 2000, window: 0 });
+    return k;
+  }
+
+  it('is probed with the first segment only, and a peer that answers is never timed out', () => {
+    const h = new Harness();
+    const k = shrunk(h);
+    const una = u32(k.our + 2000);
+    const seen = run(h, 3 * 3600_000, () => from(k, ACK, { ack: una, window: 0 }));
+    expect(k.c.state).toBe('ESTABLISHED');
+    expect(k.closed).toEqual([]);
+    // Probes back off to maxRto (120 s); nothing beyond the closed window's edge is sent.
+    expect(seen.length).toBeGreaterThan(80);
+    expect(seen.filter((s) => s.seq !== una)).toEqual([]);
+    expect(h.tcp.stats.TCPAbortOnTimeout).toBe(0);
+    // The window opens: the rest follows (the peer ACKs what arrives in order), all is delivered.
+    let rcv = una;
+    const recv = (s: Seg): void => {
+      if (s.seq === rcv) rcv = u32(rcv + s.payload.length);
+      from(k, ACK, { ack: rcv, window: 65535 });
+    };
+    from(k, ACK, { ack: una, window: 65535 });
+    for (const s of h.take()) recv(s);
+    // The last probe was dropped by the closed window: it goes again at the (backed-off) RTO.
+    run(h, 130_000, recv);
+    expect(rcv).toBe(u32(k.our + 5000));
+    expect(k.c.info().unacked).toBe(0);
+    expect(k.c.state).toBe('ESTABLISHED');
+  });
+
+  it('a peer that stopped answering is timed out after 2 × maxRto without an ACK (Linux tcp_rtx_probe0_timed_out)', () => {
+    const h = new Harness();
+    const k = shrunk(h);
+    const t0 = h.clock.now();
+    const seen = run(h, 3600_000);
+    expect(k.closed).toEqual(['ETIMEDOUT']);
+    expect(k.closedAt - t0).toBeGreaterThan(240_000);
+    expect(k.closedAt - t0).toBeLessThanOrEqual(240_000 + 120_000);
+    expect(seen.filter((s) => s.seq !== u32(k.our + 2000))).toEqual([]);
+    expect(h.tcp.stats.TCPAbortOnTimeout).toBe(1);
+  });
+});
