@@ -208,7 +208,9 @@ export class TcpListener {
     const f = seg.flags;
     if ((f & TCP_RST) !== 0) return; // first: an incoming RST is ignored
     if ((f & TCP_ACK) !== 0) {
-      if ((f & (TCP_SYN | TCP_FIN)) === 0 && this.cookieAck(seg, info, remotePort)) return;
+      // Any ACK without SYN may return a cookie, also one carrying FIN (Linux cookie_v4_check):
+      // a client whose bare ACK was lost may send "request + FIN" next.
+      if ((f & TCP_SYN) === 0 && this.cookieAck(seg, info, remotePort)) return;
       // second: any acknowledgment is bad in LISTEN: <SEQ=SEG.ACK><CTL=RST>.
       this.proto.sendResetFor(seg, info, this.localPort, remotePort);
       return;

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TcpConnection } from '@usernet/tcp';
 import type { Harness as HarnessT, Seg } from './harness.js';
-import { ACK, flags, Harness, PEER, seq, SYN, u32 } from './harness.js';
+import { ACK, ack, FIN, flagNames, flags, Harness, PEER, RST, seq, SYN, u32 } from './harness.js';
 
 const bytes = (n: number, fill = 0x61): Uint8Array => new Uint8Array(n).fill(fill);
 
@@ -178,5 +178,33 @@ describe('a window shrunk to zero with data in flight (RFC 9293 §3.8.6)', () =>
     expect(k.closedAt - t0).toBeLessThanOrEqual(240_000 + 120_000);
     expect(seen.filter((s) => s.seq !== u32(k.our + 2000))).toEqual([]);
     expect(h.tcp.stats.TCPAbortOnTimeout).toBe(1);
+  });
+});
+
+describe('SYN cookies', () => {
+  /** A listener whose SYN queue is full: the next SYN is answered with a cookie. */
+  function cookieSynAck(h: HarnessT, port = 6001): Seg {
+    h.inject({ srcPort: 6000, seq: 1, flags: SYN });
+    h.expect(flags(SYN | ACK));
+    h.inject({ srcPort: port, seq: 5000, flags: SYN, opts: { mss: 1460 } });
+    const sa = h.expect(flags(SYN | ACK), ack(5001));
+    expect(h.tcp.stats.SyncookiesSent).toBe(1);
+    return sa;
+  }
+
+  it('a valid cookie ACK that also carries data and FIN opens the connection (Linux checks any non-SYN ACK)', () => {
+    const h = new Harness({ tcp: { synBacklog: 1 } });
+    const l = h.tcp.listen({ port: 80 });
+    const sa = cookieSynAck(h);
+    // The bare ACK was lost; the client's next segment is its request and FIN.
+    h.inject({ srcPort: 6001, seq: 5001, ack: sa.seq + 1, flags: ACK | FIN, payload: bytes(20) });
+    const out = h.take();
+    expect(out.filter((s) => (s.flags & RST) !== 0)).toEqual([]);
+    expect(out.map((s) => [flagNames(s.flags), s.ack])).toEqual([['ACK', 5022]]);
+    expect(h.tcp.stats.SyncookiesRecv).toBe(1);
+    const c = l.accept()!;
+    expect(c.state).toBe('CLOSE_WAIT');
+    expect(c.read()!.length).toBe(20);
+    expect(c.ended).toBe(true);
   });
 });
