@@ -1634,7 +1634,10 @@ export class TcpConnection {
     const space = this.receiveSpace();
     const cur = Math.max(0, seqDiff(this.rcvAdv, this.rcvNxt));
     if (space <= cur) return cur; // never shrink the window (RFC 9293 §3.8.6)
-    if (space - cur < Math.min(this.rcvBuf / 2, this.rcvMss) && cur > 0) return cur;
+    // Move the right edge by at least min(RCV.BUFF/2, MSS), a closed window too: it stays 0 until
+    // that much is free, whatever ACK goes out (Linux __tcp_select_window). RCV.BUFF is what the
+    // window can ever offer, so a TCP_WINDOW_CLAMP below the MSS cannot keep it shut.
+    if (space - cur < Math.min(Math.min(this.rcvBuf, this.windowClamp) / 2, this.rcvMss)) return cur;
     return space;
   }
 

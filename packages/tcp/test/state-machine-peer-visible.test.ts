@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TcpConnection } from '@usernet/tcp';
 import type { Harness as HarnessT, Seg } from './harness.js';
-import { ACK, ack, FIN, flagNames, flags, Harness, PEER, RST, seq, SYN, u32 } from './harness.js';
+import { ACK, ack, FIN, flagNames, flags, Harness, PEER, RST, seq, SYN, u32, window } from './harness.js';
 
 const bytes = (n: number, fill = 0x61): Uint8Array => new Uint8Array(n).fill(fill);
 
@@ -206,5 +206,48 @@ describe('SYN cookies', () => {
     expect(c.state).toBe('CLOSE_WAIT');
     expect(c.read()!.length).toBe(20);
     expect(c.ended).toBe(true);
+  });
+});
+
+describe('receiver SWS avoidance (RFC 9293 §3.8.6.2.2)', () => {
+  it('a closed window stays closed until min(MSS, buffer/2) is free, also in the answer to a zero-window probe', () => {
+    const h = new Harness();
+    const c = h.tcp.connect({ address: PEER, port: 80, receiveBufferSize: 4096 });
+    const syn = h.expect(flags(SYN));
+    h.inject({ srcPort: 80, dstPort: syn.srcPort, seq: 1000, ack: syn.seq + 1, flags: SYN | ACK, opts: { mss: 1000, wscale: 0 } });
+    h.expect(flags(ACK));
+    const k: Conn = { h, c, port: syn.srcPort, our: u32(syn.seq + 1), peer: 1001, closed: [], closedAt: -1 };
+    expect(c.info().rcvWscale).toBe(7);
+    for (let i = 0; i < 4; i++) from(k, ACK, { seq: k.peer + i * 1024, payload: bytes(1024) });
+    const acks = h.take();
+    expect(acks[acks.length - 1]!.window).toBe(0);
+    k.peer = u32(k.peer + 4096);
+    // The application reads less than one MSS (1024 here): no window update.
+    expect(c.read(1000)!.length).toBe(1000);
+    h.expectNone();
+    // A zero-window probe (an old sequence number, like Linux's) is answered with window 0, not 896.
+    from(k, ACK, { seq: k.peer - 1 });
+    h.expect(flags(ACK), ack(k.peer), window(0));
+    // One more MSS free: the window update, by at least an MSS.
+    expect(c.read(100)!.length).toBe(100);
+    h.expect(flags(ACK), ack(k.peer), window(1100 >> 7));
+  });
+
+  it('with a buffer smaller than two MSS, half the buffer free reopens the window', () => {
+    const h = new Harness();
+    const c = h.tcp.connect({ address: PEER, port: 80, receiveBufferSize: 1000 });
+    const syn = h.expect(flags(SYN), window(1000));
+    h.inject({ srcPort: 80, dstPort: syn.srcPort, seq: 1000, ack: syn.seq + 1, flags: SYN | ACK, opts: { mss: 1460 } });
+    h.expect(flags(ACK));
+    const k: Conn = { h, c, port: syn.srcPort, our: u32(syn.seq + 1), peer: 1001, closed: [], closedAt: -1 };
+    from(k, ACK, { payload: bytes(1000) });
+    h.expect(flags(ACK), ack(k.peer + 1000), window(0));
+    k.peer = u32(k.peer + 1000);
+    expect(c.read(400)!.length).toBe(400);
+    h.expectNone();
+    from(k, ACK, { seq: k.peer - 1 });
+    h.expect(flags(ACK), ack(k.peer), window(0));
+    expect(c.read(100)!.length).toBe(100);
+    h.expect(flags(ACK), ack(k.peer), window(500));
   });
 });
