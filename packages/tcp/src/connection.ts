@@ -1015,7 +1015,12 @@ export class TcpConnection {
     o.mss = this.advMss;
     const c = this.cfg;
     if (c.windowScaling && (!ack || this.peerOfferedWscale)) o.wscale = this.rcvWscale;
-    else if (ack) this.sndWscale = 0;
+    else if (ack) {
+      // RFC 7323 §2.2: no scaling either way unless both SYNs carry the option, so the ACKs we
+      // send in SYN_RECEIVED (challenge ACKs, ACKs of unacceptable segments) are not scaled.
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
     if (c.sack && (!ack || this.peerOfferedSack)) o.sackPermitted = true;
     if (c.timestamps && (!ack || this.peerOfferedTs)) {
       this.tsOut.val = this.tsNow(now);

@@ -251,3 +251,31 @@ describe('receiver SWS avoidance (RFC 9293 §3.8.6.2.2)', () => {
     h.expect(flags(ACK), ack(k.peer), window(500));
   });
 });
+
+describe('window scaling in SYN_RECEIVED (RFC 7323 §2.2)', () => {
+  it('when the peer SYN offered no window scale, the ACKs we send before the handshake completes are not scaled', () => {
+    const h = new Harness();
+    h.tcp.listen({ port: 80 });
+    h.inject({ seq: 1000, flags: SYN, opts: { mss: 1460 } });
+    const sa = h.expect(flags(SYN | ACK), ack(1001), window(65535));
+    expect(sa.wscale).toBe(-1);
+    // A SYN inside the window in SYN_RECEIVED draws a challenge ACK (RFC 5961 §4.2).
+    h.inject({ seq: 1100, flags: SYN });
+    h.expect(flags(ACK), seq(sa.seq + 1), ack(1001), window(65535));
+    // An unacceptable segment is answered with an ACK carrying the same, unscaled, window (after
+    // a pause: such ACKs may be rate-limited, and the SYN-ACK is not yet retransmitted).
+    h.advance(600);
+    h.inject({ seq: 1001 + 200_000, ack: sa.seq + 1, flags: ACK, payload: bytes(10) });
+    h.expect(flags(ACK), ack(1001), window(65535));
+  });
+
+  it('when both SYNs carry it, the SYN_RECEIVED ACKs are scaled', () => {
+    const h = new Harness();
+    h.tcp.listen({ port: 80 });
+    h.inject({ seq: 1000, flags: SYN, opts: { mss: 1460, wscale: 2 } });
+    const sa = h.expect(flags(SYN | ACK), window(65535));
+    expect(sa.wscale).toBe(7);
+    h.inject({ seq: 1100, flags: SYN });
+    h.expect(flags(ACK), ack(1001), window(131072 >> 7));
+  });
+});
