@@ -1,7 +1,7 @@
 import type { IPAddress, NetworkPacketInfo, Route } from '@usernet/stack';
 import { errnoError } from '@usernet/stack';
 import type { TcpConnection, TcpConnectionOptions } from './connection.js';
-import { TcpConnection as TcpConnectionClass } from './connection.js';
+import { TCP_WINDOW_CLAMP_MIN, TcpConnection as TcpConnectionClass } from './connection.js';
 import type { Segment } from './segment.js';
 import type { TCPProtocol } from './tcp.js';
 import type { CookieTsOptions } from './syncookie.js';
@@ -292,8 +292,13 @@ export class TcpListener {
       this.cookieTs.ecr = so.tsVal;
       o.ts = this.cookieTs;
     }
+    // The window a child of this listener would offer: its receive buffer and TCP_WINDOW_CLAMP,
+    // not the stack's default (Linux tcp_make_synack uses the listener's rcvbuf and window_clamp);
     // RFC 7323 §2.2: the window in a SYN-ACK is never scaled.
-    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, Math.min(65535, cfg.receiveBufferSize), o);
+    const co = this.childOptions;
+    const clamp = co.windowClamp !== undefined && co.windowClamp > 0 ? Math.max(TCP_WINDOW_CLAMP_MIN, co.windowClamp) : 65535;
+    const win = Math.min(65535, co.receiveBufferSize ?? cfg.receiveBufferSize, clamp);
+    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, win, o);
     p.stats.SyncookiesSent++;
     this.lastCookieAt = now;
   }

@@ -207,6 +207,29 @@ describe('SYN cookies', () => {
     expect(c.read()!.length).toBe(20);
     expect(c.ended).toBe(true);
   });
+
+  it("the cookie SYN-ACK offers the listener's receive buffer and window clamp, so in-window data is kept", () => {
+    const h = new Harness({ tcp: { synBacklog: 1 } });
+    const l = h.tcp.listen({ port: 80, receiveBufferSize: 4096 });
+    // The normal SYN-ACK and the cookie one offer the same window.
+    h.inject({ srcPort: 6000, seq: 1, flags: SYN });
+    h.expect(flags(SYN | ACK), window(4096));
+    h.inject({ srcPort: 6001, seq: 5000, flags: SYN, opts: { mss: 1460 } });
+    const sa = h.expect(flags(SYN | ACK), window(4096));
+    h.inject({ srcPort: 6001, seq: 5001, ack: sa.seq + 1, flags: ACK, payload: bytes(1460) });
+    h.inject({ srcPort: 6001, seq: 5001 + 1460, ack: sa.seq + 1, flags: ACK, payload: bytes(1460) });
+    h.inject({ srcPort: 6001, seq: 5001 + 2920, ack: sa.seq + 1, flags: ACK, payload: bytes(1176) });
+    expect(h.tcp.stats.OutOfWindowDrops).toBe(0);
+    expect(l.accept()!.readableLength).toBe(4096);
+
+    const h2 = new Harness({ tcp: { synBacklog: 1 } });
+    h2.tcp.listen({ port: 80, windowClamp: 2000 });
+    h2.inject({ srcPort: 6000, seq: 1, flags: SYN });
+    h2.expect(flags(SYN | ACK), window(2000));
+    h2.inject({ srcPort: 6001, seq: 5000, flags: SYN });
+    h2.expect(flags(SYN | ACK), window(2000));
+    expect(h2.tcp.stats.SyncookiesSent).toBe(1);
+  });
 });
 
 describe('receiver SWS avoidance (RFC 9293 §3.8.6.2.2)', () => {
