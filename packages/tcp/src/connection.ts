@@ -621,7 +621,10 @@ export class TcpConnection {
     this.rearm();
   }
 
-  /** TCP_USER_TIMEOUT: fail with ETIMEDOUT when sent data stays unacknowledged this long (0: off). */
+  /**
+   * TCP_USER_TIMEOUT: fail with ETIMEDOUT when sent data stays unacknowledged this long, or the
+   * peer's window stays shut this long after the first zero-window probe (like Linux; 0: off).
+   */
   setUserTimeout(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) throw errnoError('EINVAL', 'setsockopt', `userTimeout ${ms}`);
     this.userTimeout = ms;
