@@ -281,6 +281,10 @@ export class TcpConnection {
   private renoDup = 0;
   private forceRetransmit = false;
   private rtoCount = 0;
+  /** Of rtoCount, the timeouts that probed a window shrunk to zero (not counted against `retries`). */
+  private zeroWindowRtos = 0;
+  /** When an ACK not older than SND.UNA last arrived (Linux rcv_tstamp). */
+  private lastAckAt = 0;
   private synRetrans = 0;
   private synSentAt = 0;
   private lastProgressAt = 0;
@@ -305,6 +309,10 @@ export class TcpConnection {
   private delackAt = Infinity;
   private persistAt = Infinity;
   private persistBackoff = 0;
+  /** Zero-window probes not answered by any ACK (Linux icsk_probes_out). */
+  private persistProbes = 0;
+  /** When the first zero-window probe of this closed-window period went out (-1: none; Linux icsk_probes_tstamp). */
+  private persistSince = -1;
   private kaAt = Infinity;
   private kaProbes = 0;
   private fw2At = Infinity;
@@ -621,7 +629,10 @@ export class TcpConnection {
     this.rearm();
   }
 
-  /** TCP_USER_TIMEOUT: fail with ETIMEDOUT when sent data stays unacknowledged this long (0: off). */
+  /**
+   * TCP_USER_TIMEOUT: fail with ETIMEDOUT when sent data stays unacknowledged this long, or the
+   * peer's window stays shut this long after the first zero-window probe (like Linux; 0: off).
+   */
   setUserTimeout(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) throw errnoError('EINVAL', 'setsockopt', `userTimeout ${ms}`);
     this.userTimeout = ms;
@@ -1016,7 +1027,12 @@ export class TcpConnection {
     o.mss = this.advMss;
     const c = this.cfg;
     if (c.windowScaling && (!ack || this.peerOfferedWscale)) o.wscale = this.rcvWscale;
-    else if (ack) this.sndWscale = 0;
+    else if (ack) {
+      // RFC 7323 §2.2: no scaling either way unless both SYNs carry the option, so the ACKs we
+      // send in SYN_RECEIVED (challenge ACKs, ACKs of unacceptable segments) are not scaled.
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
     if (c.sack && (!ack || this.peerOfferedSack)) o.sackPermitted = true;
     if (c.timestamps && (!ack || this.peerOfferedTs)) {
       this.tsOut.val = this.tsNow(now);
@@ -1056,6 +1072,7 @@ export class TcpConnection {
     this.cc.init(this.ccState, now);
     this.quickAcks = this.startQuickAcks;
     this.lastProgressAt = now;
+    this.lastAckAt = now;
     this.rcvEpochStart = now;
     this.rtoAt = Infinity;
     if (this.keepAlive) this.kaAt = now + this.kaIdle;
@@ -1399,6 +1416,11 @@ export class TcpConnection {
     const sb = this.sb;
     const priorInFlight = this.pipe();
     const oldWnd = this.sndWnd;
+    // Any ACK not older than SND.UNA answers our probes (Linux tcp_ack resets icsk_probes_out).
+    if (seqGe(ack, this.sndUna)) {
+      this.persistProbes = 0;
+      this.lastAckAt = now;
+    }
     // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
     // The update needs SND.UNA =< SEG.ACK as well (RFC 9293 §3.10.7.4): an old ACK must not
     // place the peer's window at our (newer) SND.UNA.
@@ -1410,6 +1432,7 @@ export class TcpConnection {
       if (this.sndWnd > 0) {
         this.persistAt = Infinity;
         this.persistBackoff = 0;
+        this.persistSince = -1;
       }
     }
     let newlySacked = 0;
@@ -1437,6 +1460,7 @@ export class TcpConnection {
       this.dupAcks = 0;
       if (this.renoDup > 0) this.renoDup = this.inRecovery ? Math.max(0, this.renoDup - Math.ceil(acked / this.mss) + 1) : 0;
       this.rtoCount = 0;
+      this.zeroWindowRtos = 0;
       this.lastProgressAt = now;
       // RTT (RFC 7323 §4.1 with timestamps; RFC 6298 §3 Karn's rule without).
       let rttSample = -1;
@@ -1452,8 +1476,9 @@ export class TcpConnection {
       }
     } else {
       this.ackEv.rttSample = -1;
-      // RFC 5681 §2 duplicate ACK; RFC 6675 §5 counts ACKs carrying new SACK information.
-      if (this.sndUna !== this.sndNxt && payLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && (newlySacked > 0 || (!this.sackOk && this.sndWnd === oldWnd))) {
+      // RFC 5681 §2 duplicate ACK (condition (d): SEG.ACK = SND.UNA, so a reordered older ACK is
+      // not one); RFC 6675 §5 counts ACKs carrying new SACK information.
+      if (this.sndUna !== this.sndNxt && payLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && (newlySacked > 0 || (!this.sackOk && ack === this.sndUna && this.sndWnd === oldWnd))) {
         this.dupAcks++;
         if (!this.sackOk) this.renoDup = Math.min(this.renoDup + 1, Math.floor(seqDiff(this.sndNxt, this.sndUna) / this.mss));
       }
@@ -1764,7 +1789,10 @@ export class TcpConnection {
     const space = this.receiveSpace();
     const cur = Math.max(0, seqDiff(this.rcvAdv, this.rcvNxt));
     if (space <= cur) return cur; // never shrink the window (RFC 9293 §3.8.6)
-    if (space - cur < Math.min(this.rcvBuf / 2, this.rcvMss) && cur > 0) return cur;
+    // Move the right edge by at least min(RCV.BUFF/2, MSS), a closed window too: it stays 0 until
+    // that much is free, whatever ACK goes out (Linux __tcp_select_window). RCV.BUFF is what the
+    // window can ever offer, so a TCP_WINDOW_CLAMP below the MSS cannot keep it shut.
+    if (space - cur < Math.min(Math.min(this.rcvBuf, this.windowClamp) / 2, this.rcvMss)) return cur;
     return space;
   }
 
@@ -1874,7 +1902,7 @@ export class TcpConnection {
       if (this.forceRetransmit) {
         this.forceRetransmit = false;
         const first = this.sb.nextRetransmit(this.highRxt, false);
-        if (first !== null) this.retransmit(first, now);
+        if (first !== null && this.inSendWindow(first)) this.retransmit(first, now);
       }
       for (let guard = 0; guard < 100000; guard++) {
         if (this.paceAt !== Infinity && this.paceAt > now) break;
@@ -1884,18 +1912,28 @@ export class TcpConnection {
         let rseg = this.inRecovery ? this.sb.nextRetransmit(this.highRxt, false) : null;
         if (rseg === null && this.sb.lostBytes > 0) rseg = this.sb.nextRetransmit(this.highRxt, false);
         if (rseg !== null) {
+          if (!this.inSendWindow(rseg)) break;
           this.retransmit(rseg, now);
           continue;
         }
         if (this.sendNew(now, room)) continue;
         rseg = this.inRecovery && this.sackOk ? this.sb.nextRetransmit(this.highRxt, true) : null;
-        if (rseg === null) break;
+        if (rseg === null || !this.inSendWindow(rseg)) break;
         this.retransmit(rseg, now);
       }
     }
     if (this.ackNow && this.state !== 'SYN_SENT' && this.state !== 'CLOSED') {
       this.sendAck(now);
     }
+  }
+
+  /**
+   * RFC 9293 §3.8.6 (SHLD-16, MAY-7 not taken): after the peer shrank its window, only what
+   * starts inside SND.UNA..SND.UNA+SND.WND is retransmitted, and the first unacknowledged segment,
+   * which probes a window shrunk to zero (MUST-35; Linux's __tcp_retransmit_skb does the same).
+   */
+  private inSendWindow(seg: SentSegment): boolean {
+    return seg.seq === this.sndUna || seqLt(seg.seq, seqAdd(this.sndUna, this.sndWnd));
   }
 
   private retransmit(seg: SentSegment, now: number): void {
@@ -2038,6 +2076,9 @@ export class TcpConnection {
   private armPersist(now: number): void {
     const base = Math.max(this.rtt.rto, this.cfg.minRto);
     this.persistAt = now + Math.min(this.cfg.maxRto, base * 2 ** this.persistBackoff);
+    // TCP_USER_TIMEOUT: no probe later than when the user timeout runs out (Linux
+    // tcp_clamp_probe0_to_user_timeout), so the abort is not late by a whole backoff.
+    if (this.userTimeout > 0 && this.persistSince >= 0) this.persistAt = Math.max(now, Math.min(this.persistAt, this.persistSince + this.userTimeout));
   }
 
   // -- Timers ---------------------------------------------------------------------------------
@@ -2103,10 +2144,26 @@ export class TcpConnection {
       return;
     }
     if (!this.synchronized() || this.sndUna === this.sndNxt) return;
-    st.TCPTimeouts++;
+    // RFC 9293 §3.8.6: the peer shrank its window to zero with data in flight. The retransmission
+    // of the first segment is the zero-window probe (MUST-35, and nothing beyond it goes out, see
+    // output()); the connection is not timed out while the peer answers (SHLD-17, §3.8.6.1
+    // MUST-37). Like Linux's tcp_retransmit_timer, such timeouts do not count against `retries`:
+    // it fails when no ACK came for 2 × maxRto (and as long without progress), or when
+    // TCP_USER_TIMEOUT passed without progress. An orphan keeps its usual limits.
+    const zeroWindow = this.sndWnd === 0 && !this.orphaned;
+    if (zeroWindow) {
+      const dead = this.userTimeout > 0 ? Math.min(2 * this.cfg.maxRto, this.userTimeout) : 2 * this.cfg.maxRto;
+      const stalled = now - this.lastProgressAt;
+      if ((this.userTimeout > 0 && stalled >= this.userTimeout) || (now - this.lastAckAt > dead && stalled > dead)) {
+        st.TCPAbortOnTimeout++;
+        this.fail('ETIMEDOUT', 'write');
+        return;
+      }
+      this.zeroWindowRtos++;
+    } else st.TCPTimeouts++;
     // An orphan gives up sooner (Linux tcp_write_timeout with tcp_orphan_retries).
     const limit = this.orphaned ? Math.min(this.cfg.retries, this.cfg.orphanRetries) : this.cfg.retries;
-    if (this.rtoCount >= limit || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
+    if (this.rtoCount - this.zeroWindowRtos >= limit || (this.userTimeout > 0 && now - this.lastProgressAt >= this.userTimeout)) {
       st.TCPAbortOnTimeout++;
       this.fail('ETIMEDOUT', 'write');
       return;
@@ -2132,7 +2189,11 @@ export class TcpConnection {
     if (!this.synchronized()) return;
     const sent = seqDiff(this.sndNxt, this.sndUna);
     const unsent = this.sendBuf.length - sent;
-    if (unsent <= 0 || sent > 0) return;
+    if (unsent <= 0 || sent > 0) {
+      this.persistProbes = 0;
+      this.persistSince = -1;
+      return;
+    }
     const wndRoom = this.sndWnd - sent;
     if (wndRoom > 0) {
       // SWS override (RFC 9293 §3.8.6.2.1): send what the window holds.
@@ -2152,11 +2213,22 @@ export class TcpConnection {
       this.fail('ETIMEDOUT', 'write');
       return;
     }
+    // RFC 9293 §3.8.6.1 (MUST-37) keeps the connection open while the peer answers the probes;
+    // one that stopped answering is given up, like Linux's tcp_probe_timer: after `retries`
+    // (tcp_retries2) probes in a row without any ACK, or once TCP_USER_TIMEOUT has passed since
+    // the first probe while the window stayed shut. Like Linux, nothing is sent to the peer.
+    if (this.persistSince < 0) this.persistSince = now;
+    if (this.persistProbes >= this.cfg.retries || (this.userTimeout > 0 && now - this.persistSince >= this.userTimeout)) {
+      this.proto.stats.TCPAbortOnTimeout++;
+      this.fail('ETIMEDOUT', 'write');
+      return;
+    }
     // Zero-window probe: a segment the receiver must answer with its window (like Linux, an
     // old sequence number without data).
     this.proto.stats.TCPWinProbe++;
     this.sendData(now, seqAdd(this.sndUna, -1), 0, 0);
     this.persistBackoff++;
+    this.persistProbes++;
     this.armPersist(now);
   }
 

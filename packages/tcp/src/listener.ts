@@ -1,7 +1,7 @@
 import type { IPAddress, NetworkPacketInfo, Route } from '@usernet/stack';
 import { errnoError } from '@usernet/stack';
 import type { TcpConnection, TcpConnectionOptions } from './connection.js';
-import { TcpConnection as TcpConnectionClass } from './connection.js';
+import { TCP_WINDOW_CLAMP_MIN, TcpConnection as TcpConnectionClass } from './connection.js';
 import type { Segment } from './segment.js';
 import type { TCPProtocol } from './tcp.js';
 import type { CookieTsOptions } from './syncookie.js';
@@ -208,7 +208,9 @@ export class TcpListener {
     const f = seg.flags;
     if ((f & TCP_RST) !== 0) return; // first: an incoming RST is ignored
     if ((f & TCP_ACK) !== 0) {
-      if ((f & (TCP_SYN | TCP_FIN)) === 0 && this.cookieAck(seg, info, remotePort)) return;
+      // Any ACK without SYN may return a cookie, also one carrying FIN (Linux cookie_v4_check):
+      // a client whose bare ACK was lost may send "request + FIN" next.
+      if ((f & TCP_SYN) === 0 && this.cookieAck(seg, info, remotePort)) return;
       // second: any acknowledgment is bad in LISTEN: <SEQ=SEG.ACK><CTL=RST>.
       this.proto.sendResetFor(seg, info, this.localPort, remotePort);
       return;
@@ -290,8 +292,13 @@ export class TcpListener {
       this.cookieTs.ecr = so.tsVal;
       o.ts = this.cookieTs;
     }
+    // The window a child of this listener would offer: its receive buffer and TCP_WINDOW_CLAMP,
+    // not the stack's default (Linux tcp_make_synack uses the listener's rcvbuf and window_clamp);
     // RFC 7323 §2.2: the window in a SYN-ACK is never scaled.
-    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, Math.min(65535, cfg.receiveBufferSize), o);
+    const co = this.childOptions;
+    const clamp = co.windowClamp !== undefined && co.windowClamp > 0 ? Math.max(TCP_WINDOW_CLAMP_MIN, co.windowClamp) : 65535;
+    const win = Math.min(65535, co.receiveBufferSize ?? cfg.receiveBufferSize, clamp);
+    p.sendControl(route, this.localPort, remotePort, cookie, seqAdd(seg.seq, 1), TCP_SYN | TCP_ACK, win, o);
     p.stats.SyncookiesSent++;
     this.lastCookieAt = now;
   }

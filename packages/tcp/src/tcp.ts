@@ -88,7 +88,10 @@ export interface TcpOptions {
   synRetries?: number;
   /** SYN-ACK retransmissions (tcp_synack_retries). Default 5. */
   synAckRetries?: number;
-  /** Data retransmissions before ETIMEDOUT (tcp_retries2). Default 15. */
+  /**
+   * Data retransmissions before ETIMEDOUT (tcp_retries2); also the zero-window probes in a row
+   * that no ACK answers before ETIMEDOUT (Linux tcp_probe_timer). Default 15.
+   */
   retries?: number;
   /**
    * Orphans allowed stack-wide (tcp_max_orphans): connections closed by the user that are still
