@@ -138,21 +138,59 @@ const READ_VIEW_MIN = 16 * 1024;
  * come from the allocator's heap rather than fresh pages mapped for each read).
  */
 const READ_COALESCE = 64 * 1024;
+/** Payloads shorter than this are copied into a shared chunk rather than held one by one. */
+const COALESCE_BELOW = 2048;
 
 /** In-order received data, as views of the payloads (copied out of large stores, like udp's COPYBREAK). */
 export class ReceiveQueue {
   private items: Uint8Array[] = [];
   private head = 0;
   private headOff = 0;
+  /** The chunk small or copied payloads are packed into, and the bytes of it used. */
+  private tail: Uint8Array | null = null;
+  private tailUsed = 0;
   length = 0;
 
   push(data: Uint8Array): void {
-    if (data.length === 0) return;
-    // A view keeps its whole backing store alive: keep a copy when the store is much larger.
-    // (A payload in a shared 8 KiB allocation pool, as small segments often are, is kept as it is.)
-    const kept = data.buffer.byteLength > 4 * data.length + 4096 ? new Uint8Array(data) : data;
-    this.items.push(kept);
-    this.length += kept.length;
+    const len = data.length;
+    if (len === 0) return;
+    this.length += len;
+    // A view keeps its whole backing store alive, and every held piece costs a few hundred
+    // bytes of bookkeeping whatever its size. So a payload is kept as a view only when it is not
+    // small and its store is not much larger (a payload in a shared 8 KiB allocation pool, as
+    // small segments often are, is kept as it is); anything else is copied into the tail of a
+    // chunk of our own, so a peer sending one-byte segments costs about one byte per byte, not a
+    // slab or an object per segment (Linux charges each skb's truesize and collapses small ones).
+    if (len >= COALESCE_BELOW && data.buffer.byteLength <= 4 * len + 4096) {
+      this.items.push(data);
+      return;
+    }
+    let off = 0;
+    while (off < len) {
+      let chunk = this.tail;
+      if (chunk === null || this.tailUsed === chunk.length) {
+        // Not zero-filled: bytes are written before any view covers them.
+        chunk = this.tail = new Uint8Array(Buffer.allocUnsafeSlow(READ_COALESCE).buffer, 0, READ_COALESCE);
+        this.tailUsed = 0;
+      }
+      const n = Math.min(len - off, chunk.length - this.tailUsed);
+      chunk.set(off === 0 && n === len ? data : data.subarray(off, off + n), this.tailUsed);
+      // Grow the last piece when it ends where this copy starts (bytes already handed out by
+      // read() are never written again: only the chunk's unused tail is), else add a piece.
+      const last = this.items.length > this.head ? this.items[this.items.length - 1]! : null;
+      if (last !== null && last.buffer === chunk.buffer && last.byteOffset + last.length === this.tailUsed) {
+        this.items[this.items.length - 1] = new Uint8Array(chunk.buffer, last.byteOffset, last.length + n);
+      } else {
+        this.items.push(new Uint8Array(chunk.buffer, this.tailUsed, n));
+      }
+      this.tailUsed += n;
+      off += n;
+    }
+  }
+
+  /** Pieces held (views of payloads or of our own chunks): a peer's segment count does not set it. */
+  get pieces(): number {
+    return this.items.length - this.head;
   }
 
   /** Up to `max` bytes, or null when empty. One view when a single payload suffices, else a copy. */
@@ -224,6 +262,8 @@ export class ReceiveQueue {
     this.items = [];
     this.head = 0;
     this.headOff = 0;
+    this.tail = null;
+    this.tailUsed = 0;
     this.length = 0;
   }
 }
