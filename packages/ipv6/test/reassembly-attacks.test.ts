@@ -71,7 +71,9 @@ class FakeUdp implements TransportProtocol {
     this.got.push({ bytes: Buffer.from(pkt.bytes()), ownsMemory: pkt.data.buffer.byteLength === pkt.data.length });
     return DeliverResult.Delivered;
   }
-  handleControl(): void {}
+  handleControl(): boolean {
+    return false;
+  }
 }
 
 function harness(opts: Ipv6Options = {}) {

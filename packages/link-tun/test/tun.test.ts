@@ -454,7 +454,7 @@ describe.skipIf(skip)('TUN device (root, network namespace)', () => {
 
     it('lockDown in a non-root process holding CAP_NET_ADMIN sheds it', async (ctx) => {
       if (!hasPython()) ctx.skip('python3 is needed to try the ioctls');
-      if (setpriv === undefined) ctx.skip('setpriv (util-linux) is needed to start a non-root process with capabilities');
+      if (setpriv === undefined) return ctx.skip('setpriv (util-linux) is needed to start a non-root process with capabilities');
       // nobody with CAP_NET_ADMIN (and CAP_DAC_OVERRIDE, for a /dev/net/tun that is not 0666) as
       // ambient capabilities: the way a service manager hands them out (AmbientCapabilities=).
       const caps = '+net_admin,+dac_override';
