@@ -186,9 +186,11 @@ export function tsharkProblems(file: string): { frames: number; problems: string
   const prefs = ['-o', 'ip.check_checksum:TRUE', '-o', 'udp.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE'];
   const all = sh('tshark', ['-n', '-r', file, ...prefs, '-T', 'fields', '-e', 'frame.number'], undefined, 30_000);
   if (all.status !== 0) throw new Error(`tshark failed: ${all.stderr}`);
-  // A TCP checksum of 0xffff (instead of 0x0000) is an expert "error" for tshark, but a correct
-  // sum (RFC 1624 §3); Linux emits one about once in 65536 segments. Flag it only when wrong.
-  const filter = '_ws.malformed || (_ws.expert.severity >= 8388608 && !(tcp.checksum.ffff && tcp.checksum.status == 1)) || ip.checksum.status == 0 || udp.checksum.status == 0 || icmp.checksum.status == 0 || icmpv6.checksum.status == 0 || tcp.checksum.status == 0';
+  // A TCP checksum of 0xffff where the sum computes to 0x0000 is a correct sum (RFC 1624 §3);
+  // Linux emits one about once in 65536 segments. tshark marks it with the `tcp.checksum.ffff`
+  // expert item (a warning) and checksum status "bad"; a wrong checksum gets "INCORRECT" and
+  // no ffff item. So a bad status counts only without the ffff item.
+  const filter = '_ws.malformed || _ws.expert.severity >= 8388608 || ip.checksum.status == 0 || udp.checksum.status == 0 || icmp.checksum.status == 0 || icmpv6.checksum.status == 0 || (tcp.checksum.status == 0 && !tcp.checksum.ffff)';
   const bad = sh('tshark', ['-n', '-r', file, ...prefs, '-Y', filter, '-T', 'fields', '-e', 'frame.number', '-e', '_ws.col.Info'], undefined, 30_000);
   if (bad.status !== 0) throw new Error(`tshark failed: ${bad.stderr}`);
   return { frames: all.stdout.split('\n').filter((l) => l !== '').length, problems: bad.stdout.trim() };
