@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "errno.h"
 #include "lockdown.h"
 
 #ifndef PR_CAP_AMBIENT
@@ -66,15 +67,6 @@ constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
 #else
 constexpr uint32_t kAuditArch = 0;  // no filter for this architecture: lockDown throws ENOSYS
 #endif
-
-void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {
-  std::string msg = std::string(syscall) + " failed: " + strerror(err);
-  if (!detail.empty()) msg += " (" + detail + ")";
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
-}
 
 // ---- The seccomp filter --------------------------------------------------------------------
 

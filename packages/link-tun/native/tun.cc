@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "errno.h"
 #include "lockdown.h"
 
 #ifndef TUN_F_USO4
@@ -35,18 +36,11 @@
 
 namespace {
 
+using usernet::ThrowErrno;
+
 constexpr int kVnetHdrLen = 10;
 // Layout of the read metadata array: 4 header words, then (offset, length) pairs.
 constexpr size_t kMetaHeader = 4;
-
-void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {
-  std::string msg = std::string(syscall) + " failed: " + strerror(err);
-  if (!detail.empty()) msg += " (" + detail + ")";
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
-}
 
 // Typed-array arguments are checked for their element type (a Uint8Array taken for a Uint32Array
 // would be read and written 4x past its end) with one napi_get_typedarray_info each, and numbers
