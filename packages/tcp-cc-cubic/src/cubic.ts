@@ -25,7 +25,7 @@ import type {
   CongestionControlFactory,
   CongestionEvent,
   CongestionState,
-} from '@usernet/tcp/cc';
+} from '@usernet/tcp-policy';
 
 export interface CubicOptions {
   /** Multiplicative decrease factor β_cubic (RFC 9438 §4.6), in (0, 1). Default 0.7. */

@@ -5,7 +5,7 @@ export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpIpOptions, Tc
 export { TcpListener } from './listener.js';
 export type { TcpListenOptions } from './listener.js';
 export { Rfc6675Recovery } from './recovery.js';
-export type { LossAckEvent, LossMarker, LossRecovery, LossRecoveryView, ScoreboardView } from './recovery.js';
+export type { LossAckEvent, LossMarker, LossRecovery, LossRecoveryFactory, LossRecoveryView, ScoreboardView, SentSegmentView } from './recovery.js';
 export { OOO_ENTRY_CHARGE, OOO_MAX_ENTRIES, OOO_PIECE_CHARGE, OutOfOrderQueue, ReceiveQueue, SendBuffer } from './buffers.js';
 export type { OooInsertInfo } from './buffers.js';
 export { IsnGenerator } from './isn.js';

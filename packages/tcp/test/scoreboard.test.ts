@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Scoreboard, SentSegment } from '../src/sender/scoreboard.js';
+import type { SentSegmentView } from '@usernet/tcp-policy';
 
 const MSS = 1000;
 
@@ -349,6 +350,22 @@ describe('Scoreboard: loss detection (RFC 6675 §4)', () => {
     expect(s.retransmittedSinceLoss).toBe(false);
     expect(sb.nextRetransmit(sb.una)).toBe(s);
     expect(sb.markLost(s)).toBe(0);
+    expectOk(sb);
+  });
+
+  it('markLost takes a strategy-held view but marks only its own segments', () => {
+    const sb = board(3, 0, MSS);
+    const other = board(3, 0, MSS);
+    const f = sb.first!;
+    // A look-alike (what a LossRecovery could build from the read-only SentSegmentView) and
+    // another connection's segment mark nothing.
+    const lookAlike: SentSegmentView = { seq: f.seq, len: f.len, end: f.end, syn: false, fin: false, sacked: false, lost: false, retransmits: 0, retransmittedSinceLoss: false, sentTime: 0 };
+    expect(sb.markLost(lookAlike)).toBe(0);
+    expect(sb.markLost(other.first!)).toBe(0);
+    expect(sb.lostBytes).toBe(0);
+    const view: SentSegmentView = sb.at(1)!;
+    expect(sb.markLost(view)).toBe(MSS);
+    expect(sb.lostBytes).toBe(MSS);
     expectOk(sb);
   });
 });

@@ -22,11 +22,12 @@
  * `first`, `count` and `at(i)` instead.
  */
 import { errnoError } from '@usernet/stack';
+import type { SentSegmentView } from '@usernet/tcp-policy';
 import type { RateStamp } from './rate.js';
 import { seqAdd, seqDiff, seqGt, seqLt } from '../wire/seq.js';
 
 /** One transmitted range of sequence space. */
-export class SentSegment implements RateStamp {
+export class SentSegment implements RateStamp, SentSegmentView {
   seq = 0;
   /** Length in sequence space, including SYN and FIN. */
   len = 0;
@@ -600,10 +601,12 @@ export class Scoreboard {
    * Marks one segment lost (a loss-detection strategy's decision, RFC 6582 partial ACK, RACK).
    * A segment already lost and retransmitted is lost again: its retransmission no longer counts
    * in the pipe, so it becomes eligible for another retransmission. Returns the bytes newly
-   * marked (0 for a SACKed segment or one not in this queue).
+   * marked (0 for a SACKed segment or one not in this queue). Takes the read-only view a
+   * loss-detection strategy holds (LossMarker.markLost): anything but one of this queue's own
+   * segments marks nothing.
    */
-  markLost(seg: SentSegment): number {
-    if (seg.owner !== this || seg.sacked) return 0;
+  markLost(seg: SentSegmentView): number {
+    if (!(seg instanceof SentSegment) || seg.owner !== this || seg.sacked) return 0;
     if (seqGt(seg.end, this.lostHigh)) this.lostHigh = seg.end;
     if (!seg.lost) {
       seg.lost = true;
