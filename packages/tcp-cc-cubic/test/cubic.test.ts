@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SeededRandom, isErrno } from '@usernet/stack';
-import type { CongestionControl } from '@usernet/tcp/cc';
+import type { CongestionControl } from '@usernet/tcp-policy';
 import { cubic, type CubicOptions } from '@usernet/tcp-cc-cubic';
 import { Sim, ack, makeState, type SimState } from '@usernet/tcp/cc/sim';
 
