@@ -1,7 +1,8 @@
-export { TCP_COUNTERS, TCP_PROTOCOL_NUMBER, TCPProtocol, networkHeaderSize, tcp } from './tcp.js';
-export type { TcpCounter, TcpOptions } from './tcp.js';
+export { TCP_PROTOCOL_NUMBER, TCPProtocol, tcp } from './tcp.js';
+export { TCP_COUNTERS, networkHeaderSize } from './config.js';
+export type { TcpCounter, TcpOptions } from './config.js';
 export { TcpConnection } from './connection.js';
-export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpIpOptions, TcpState } from './connection.js';
+export type { TcpConnectOptions, TcpConnectionOptions, TcpInfo, TcpIpOptions, TcpState } from './types.js';
 export { TcpListener } from './listener.js';
 export type { TcpListenOptions } from './listener.js';
 export { Rfc6675Recovery } from './recovery.js';

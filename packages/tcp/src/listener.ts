@@ -1,12 +1,14 @@
 import type { IPAddress, NetworkPacketInfo, Route } from '@usernet/stack';
 import { errnoError } from '@usernet/stack';
-import type { TcpConnection, TcpConnectionOptions } from './connection.js';
-import { TCP_WINDOW_CLAMP_MIN, TcpConnection as TcpConnectionClass } from './connection.js';
+import { networkHeaderSize } from './config.js';
+import type { TcpConnection } from './connection.js';
+import { TcpConnection as TcpConnectionClass } from './connection.js';
+import type { ListenerHost } from './host.js';
 import type { Segment } from './segment.js';
-import type { TCPProtocol } from './tcp.js';
 import type { CookieTsOptions } from './syncookie.js';
 import { checkSynCookie, COOKIE_LIFETIME_MS, cookieMssIndex, cookieMssTable, cookieTsBits, cookieTsVal, decodeCookieTs, makeSynCookie, ourWindowScale } from './syncookie.js';
-import { networkHeaderSize } from './tcp.js';
+import type { TcpConnectionOptions } from './types.js';
+import { TCP_WINDOW_CLAMP_MIN } from './types.js';
 import type { TcpOptionsOut } from './wire/header.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './wire/header.js';
 import { seqAdd } from './wire/seq.js';
@@ -93,7 +95,7 @@ export class TcpListener {
    * socket bound to ::ffff:a.b.c.d (listening on IPv4 a.b.c.d, `family` 4).
    */
   constructor(
-    private readonly proto: TCPProtocol,
+    private readonly proto: ListenerHost<TcpConnection, TcpListener>,
     readonly family: 4 | 6,
     readonly localAddress: IPAddress,
     readonly localPort: number,
