@@ -280,7 +280,11 @@ export class TcpListener {
     const idx = cookieMssIndex(version, so.mss > 0 ? so.mss : 0);
     const cookie = makeSynCookie(p.isn, route.local, this.localPort, info.src, remotePort, seg.seq, idx, now);
     const o = this.cookieOpts;
-    o.mss = Math.max(64, Math.min(65495, route.network.pathMtu(route) - networkHeaderSize(route.network) - 20));
+    // The MSS a child would announce: the path's, lowered by the listener's TCP_MAXSEG (as the
+    // normal SYN-ACK does; RFC 9293 §3.7.1).
+    const userMss = this.childOptions.maxSegment ?? 0;
+    const pathMss = Math.max(64, Math.min(65495, route.network.pathMtu(route) - networkHeaderSize(route.network) - 20));
+    o.mss = userMss > 0 ? Math.min(pathMss, userMss) : pathMss;
     o.wscale = undefined;
     o.sackPermitted = undefined;
     o.ts = undefined;

@@ -230,6 +230,16 @@ describe('SYN cookies', () => {
     h2.expect(flags(SYN | ACK), window(2000));
     expect(h2.tcp.stats.SyncookiesSent).toBe(1);
   });
+
+  it("the cookie SYN-ACK announces the listener's TCP_MAXSEG, as the normal SYN-ACK does", () => {
+    const h = new Harness({ tcp: { synBacklog: 1 } });
+    h.tcp.listen({ port: 80, maxSegment: 1000 });
+    h.inject({ srcPort: 6000, seq: 1, flags: SYN, opts: { mss: 1460 } });
+    expect(h.expect(flags(SYN | ACK)).mss).toBe(1000);
+    h.inject({ srcPort: 6001, seq: 5000, flags: SYN, opts: { mss: 1460 } });
+    expect(h.expect(flags(SYN | ACK)).mss).toBe(1000);
+    expect(h.tcp.stats.SyncookiesSent).toBe(1);
+  });
 });
 
 describe('receiver SWS avoidance (RFC 9293 §3.8.6.2.2)', () => {
