@@ -1,7 +1,6 @@
-import type { Counters, IPAddress, Route, UsernetError } from '@usernet/stack';
+import type { Counters, IPAddress, Route, StackContext, UsernetError } from '@usernet/stack';
 import { createCounters, errnoError, IPAddress as IPAddressClass, IPV4_ANY, IPV6_ANY } from '@usernet/stack';
 import { UDP_MAX_PAYLOAD } from './header.js';
-import type { UDPProtocol } from './udp.js';
 
 /** A received datagram. */
 export interface UdpDatagram {
@@ -87,6 +86,19 @@ export const UDP_DATAGRAM_OVERHEAD = 256;
 export const UDP_DEFAULT_RECEIVE_BUFFER = 212_992;
 
 /**
+ * What an endpoint needs of its protocol (UDPProtocol implements it): the endpoint and the
+ * protocol talk through this, so endpoint.ts does not import udp.ts.
+ */
+export interface UdpEndpointHost {
+  readonly ctx: StackContext;
+  readonly defaultReceiveBufferSize: number;
+  resolveRoute(remote: IPAddress, local: IPAddress | null, syscall: string, port: number, nicId?: number): Route;
+  transmit(ep: UdpEndpoint, route: Route, dstPort: number, data: Uint8Array, params: UdpSendParams | undefined): void;
+  bindEndpoint(ep: UdpEndpoint, addr: IPAddress, port: number): void;
+  unbindEndpoint(ep: UdpEndpoint): void;
+}
+
+/**
  * A UDP endpoint (the socket-level object): bind, connect, send, receive. All methods are
  * synchronous; after {@link close} every method except `close` throws EBADF.
  */
@@ -142,9 +154,9 @@ export class UdpEndpoint {
   queuedBytes = 0;
   private rcvbuf: number;
 
-  /** @internal Use {@link UDPProtocol.createEndpoint}. */
+  /** @internal Use `UDPProtocol.createEndpoint`. */
   constructor(
-    private readonly proto: UDPProtocol,
+    private readonly proto: UdpEndpointHost,
     family: 4 | 6,
     options: UdpEndpointOptions,
   ) {

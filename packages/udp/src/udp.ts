@@ -10,7 +10,7 @@ import type {
   WriteParams,
 } from '@usernet/stack';
 import { createCounters, DEFAULT_HEADROOM, DeliverResult, errnoError, PacketBuffer, UsernetError } from '@usernet/stack';
-import type { UdpDatagram, UdpEndpointOptions, UdpSendParams } from './endpoint.js';
+import type { UdpDatagram, UdpEndpointHost, UdpEndpointOptions, UdpSendParams } from './endpoint.js';
 import { UDP_DATAGRAM_OVERHEAD, UDP_DEFAULT_RECEIVE_BUFFER, UdpEndpoint } from './endpoint.js';
 import {
   computeUdpChecksum,
@@ -70,7 +70,7 @@ export type UdpCounter = (typeof UDP_COUNTERS)[number];
  * UDP (RFC 768) over whatever network protocols the stack has. Reaches the network only through
  * the StackContext, routes and the route's NetworkProtocol.
  */
-export class UDPProtocol implements TransportProtocol {
+export class UDPProtocol implements TransportProtocol, UdpEndpointHost {
   readonly name = 'udp';
   readonly protocol = UDP_PROTOCOL_NUMBER;
   readonly stats: Counters<UdpCounter> = createCounters(UDP_COUNTERS);
