@@ -13,3 +13,4 @@ export * from './loopback.js';
 export * from './pmtu.js';
 export * from './rate-limit.js';
 export * from './gso.js';
+export * from './reassembly.js';
