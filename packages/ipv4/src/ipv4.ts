@@ -18,13 +18,12 @@ import {
   createCounters,
   DeliverResult,
   errnoError,
-  finishChecksum,
+  completeTransportChecksum,
   gsoTransportHeaderLength,
   IPAddress,
   LoopbackQueue,
   PacketBuffer,
   pseudoHeaderSum,
-  sumBytes,
   PmtuCache,
   TokenBucket,
 } from '@usernet/stack';
@@ -671,7 +670,7 @@ export class IPv4Protocol implements NetworkProtocol {
     const isLocal = this.ctx.isLocalAddress(remote);
     if (isLocal) {
       // Like Linux's lo: no MTU to respect, nothing can corrupt the bytes.
-      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      if (pkt.needsChecksum) completeTransportChecksum(pkt, transportProtocol);
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
       this.queueLoopback(route.nic, pkt);
       return;
@@ -719,7 +718,7 @@ export class IPv4Protocol implements NetworkProtocol {
   private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tos: number, id: number, ttl: number): void {
     const st = this.stats;
     // A link cannot finish a transport checksum spread over fragments: do it here.
-    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    if (pkt.needsChecksum) completeTransportChecksum(pkt, proto);
     const maxData = (mtu - IPV4_MIN_HEADER_LENGTH) & ~7;
     const payloadLen = pkt.length;
     const src = route.local.bytes;
@@ -745,21 +744,6 @@ export class IPv4Protocol implements NetworkProtocol {
     batch.length = 0;
     st.PacketsSent += sent;
     st.OutgoingPacketErrors += count - sent;
-  }
-
-  /**
-   * Finishes a checksum the transport left as the pseudo-header sum (checksum offload): the
-   * sum over the whole segment, field included, complemented (RFC 1071). UDP and TCP only.
-   */
-  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
-    const field = proto === IpProtocol.UDP ? 6 : proto === IpProtocol.TCP ? 16 : -1;
-    pkt.needsChecksum = false;
-    if (field < 0 || pkt.length < field + 2) return;
-    const buf = pkt.data;
-    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
-    if (c === 0 && proto === IpProtocol.UDP) c = 0xffff; // RFC 768: 0 means "no checksum"
-    buf[pkt.start + field] = c >> 8;
-    buf[pkt.start + field + 1] = c & 0xff;
   }
 
   pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {

@@ -15,7 +15,7 @@ import type {
   Timer,
   WriteParams,
 } from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import { completeTransportChecksum, createCounters, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -764,7 +764,7 @@ export class IPv6Protocol implements NetworkProtocol {
     const tc = params?.tos ?? 0;
     const flow = params?.flowLabel !== undefined ? params.flowLabel & 0xfffff : this.flowLabel(transportProtocol, pkt, local.bytes, remote.bytes);
     if (this.ctx.isLocalAddress(remote)) {
-      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      if (pkt.needsChecksum) completeTransportChecksum(pkt, transportProtocol);
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       this.queueLoopback(route.nic, pkt);
       return;
@@ -835,7 +835,7 @@ export class IPv6Protocol implements NetworkProtocol {
    */
   private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tc: number, flow: number, hop: number): void {
     const st = this.stats;
-    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    if (pkt.needsChecksum) completeTransportChecksum(pkt, proto);
     const maxData = (mtu - IPV6_HEADER_LENGTH - IPV6_FRAGMENT_HEADER_LENGTH) & ~7;
     const payloadLen = pkt.length;
     const src = route.local.bytes;
@@ -871,17 +871,6 @@ export class IPv6Protocol implements NetworkProtocol {
     batch.length = 0;
     st.PacketsSent += sent;
     st.OutgoingPacketErrors += count - sent;
-  }
-
-  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
-    const field = proto === NextHeader.UDP ? 6 : proto === NextHeader.TCP ? 16 : -1;
-    pkt.needsChecksum = false;
-    if (field < 0 || pkt.length < field + 2) return;
-    const buf = pkt.data;
-    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
-    if (c === 0 && proto === NextHeader.UDP) c = 0xffff; // RFC 8200 §8.1: UDP checksum 0 is sent as ffff
-    buf[pkt.start + field] = c >> 8;
-    buf[pkt.start + field + 1] = c & 0xff;
   }
 
   /** RFC 8200 §8.1: source, destination, 32-bit upper-layer length, zeros, next header. */
