@@ -4,6 +4,7 @@
  */
 import type {
   ControlMessage,
+  EchoOptions,
   Counters,
   NetworkPacketInfo,
   NetworkProtocol,
@@ -11,7 +12,6 @@ import type {
   NicHandle,
   Route,
   StackContext,
-  Timer,
   WriteParams,
 } from '@usernet/stack';
 import {
@@ -25,6 +25,7 @@ import {
   PacketBuffer,
   pseudoHeaderSum,
   PmtuCache,
+  PingTable,
   TokenBucket,
 } from '@usernet/stack';
 import {
@@ -86,15 +87,9 @@ export interface Ipv4Options {
   loopbackQueueLimit?: number;
 }
 
-export interface PingOptions {
-  /** Bytes of ICMP data (after the 8-byte ICMP header). Default 56, like ping(8). */
-  size?: number;
-  /** Give up after this long, ms (rejects with ETIMEDOUT). Default 1000. */
-  timeoutMs?: number;
+export interface PingOptions extends EchoOptions {
   /** TTL of the request; the protocol default when omitted. */
   ttl?: number;
-  /** Exact data to send (overrides `size`). */
-  payload?: Uint8Array;
 }
 
 export interface PingResult {
@@ -149,17 +144,6 @@ const FRAGMENT_HEADROOM = 16;
 const ICMP_ERROR_MAX = 576;
 /** Largest echo data: 65535 minus the IP and ICMP headers. */
 const MAX_PING_DATA = IPV4_MAX_PACKET_LENGTH - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH;
-
-interface PendingPing {
-  seq: number;
-  remote: IPAddress;
-  broadcast: boolean;
-  sentAt: number;
-  data: Uint8Array;
-  timer: Timer;
-  resolve: (r: PingResult) => void;
-  reject: (e: Error) => void;
-}
 
 /** The per-packet facts handed to transports; reused between packets (borrowed for the call). */
 class PacketInfo implements NetworkPacketInfo {
@@ -225,10 +209,7 @@ export class IPv4Protocol implements NetworkProtocol {
   private readonly icmpErrors: TokenBucket;
   // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
   private readonly loopback: LoopbackQueue;
-  // Ping.
-  private readonly pingId: number;
-  private nextSeq = 0;
-  private readonly pings = new Map<number, PendingPing>();
+  private readonly pings: PingTable<PingResult>;
   private closed = false;
 
   constructor(
@@ -243,7 +224,7 @@ export class IPv4Protocol implements NetworkProtocol {
     for (let i = 0; i < this.idCounters.length; i++) this.idCounters[i] = ctx.random.uint32() & 0xffff;
     this.idKey0 = ctx.random.uint32() | 0;
     this.idKey1 = ctx.random.uint32() | 0;
-    this.pingId = ctx.random.uint32() & 0xffff;
+    this.pings = new PingTable(ctx.clock, ctx.random.uint32() & 0xffff, this.opts.maxOutstandingPings);
     this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
     this.reassembler = new Reassembler(
       ctx.clock,
@@ -473,14 +454,12 @@ export class IPv4Protocol implements NetworkProtocol {
   }
 
   private handleEchoReply(m: IcmpHeader, src: IPAddress, ttl: number): void {
-    const p = m.identifier === this.pingId ? this.pings.get(m.sequence) : undefined;
-    if (p === undefined || (!p.broadcast && !p.remote.equals(src)) || !sameBytes(m.buf, m.dataOffset, m.dataLength, p.data)) {
+    const p = this.pings.reply(m.identifier, m.sequence, src, m.buf, m.dataOffset, m.dataLength);
+    if (p === undefined) {
       this.stats.IcmpEchoRepliesUnmatched++;
       return;
     }
-    this.pings.delete(p.seq);
-    p.timer.cancel();
-    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, ttl, bytes: m.len, seq: p.seq });
+    p.resolve({ rtt: this.pings.rtt(p), ttl, bytes: m.len, seq: p.seq });
   }
 
   /**
@@ -529,14 +508,9 @@ export class IPv4Protocol implements NetworkProtocol {
       // About one of our echo requests: fail that ping. Pings go without DF, so a
       // fragmentation-needed about one teaches nothing about the path.
       if (mtu !== undefined) st.PmtuReportsIgnored++;
-      if (buf[th] === IcmpType.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
-        const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
-        const p = this.pings.get(seq);
-        if (p !== undefined) {
-          this.pings.delete(seq);
-          p.timer.cancel();
-          p.reject(errnoError(error, 'ping', `ICMP type ${type} code ${code} about ${qDst.toString()}`));
-        }
+      if (buf[th] === IcmpType.EchoRequest) {
+        const p = this.pings.quoted((buf[th + 4]! << 8) | buf[th + 5]!, (buf[th + 6]! << 8) | buf[th + 7]!, null);
+        if (p !== undefined) this.pings.fail(p, errnoError(error, 'ping', `ICMP type ${type} code ${code} about ${qDst.toString()}`));
       }
       return;
     }
@@ -799,51 +773,16 @@ export class IPv4Protocol implements NetworkProtocol {
     });
   }
 
-  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+  private startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
     if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
-    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
-    if (!(remote instanceof IPAddress) || remote.family !== 4) throw errnoError('EINVAL', 'ping', 'an IPv4 address is required');
-    const timeoutMs = opts.timeoutMs ?? 1000;
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
     const ttl = opts.ttl;
-    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)) throw errnoError('EINVAL', 'ping', 'ttl must be an integer from 1 to 255');
-    let data: Uint8Array;
-    if (opts.payload !== undefined) {
-      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
-      data = new Uint8Array(opts.payload); // a copy (Buffer#slice would share memory)
-    } else {
-      const size = opts.size ?? 56;
-      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
-      data = new Uint8Array(size);
-      for (let i = 0; i < size; i++) data[i] = i & 0xff;
-    }
-    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
-    let seq = this.nextSeq;
-    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
-    this.nextSeq = (seq + 1) & 0xffff;
-    const route = this.ctx.findRoute(remote);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMP_HEADER_LENGTH + data.length);
-    const b = pkt.data;
-    const o = pkt.start;
-    b[o] = IcmpType.EchoRequest;
-    b[o + 1] = 0;
-    b[o + 4] = this.pingId >> 8;
-    b[o + 5] = this.pingId & 0xff;
-    b[o + 6] = seq >> 8;
-    b[o + 7] = seq & 0xff;
-    b.set(data, o + ICMP_HEADER_LENGTH);
-    setIcmpChecksum(b, o, pkt.length);
-    // The application awaits this ping: its timeout keeps the process alive (keepAlive).
-    const timer = this.ctx.clock.createTimer(() => {
-      if (this.pings.get(seq) !== entry) return;
-      this.pings.delete(seq);
-      reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
-    }, { keepAlive: true });
-    const entry: PendingPing = { seq, remote, broadcast: route.broadcast, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
+    const req = this.pings.request(remote, 4, opts, 'ttl', ttl, MAX_PING_DATA);
+    const route = this.ctx.findRoute(req.remote);
+    const pkt = this.pings.message(req, IcmpType.EchoRequest, ORIGIN_HEADROOM);
+    setIcmpChecksum(pkt.data, pkt.start, pkt.length);
     this.writePacket(route, IpProtocol.ICMP, pkt, ttl !== undefined ? { ttl } : undefined);
     this.stats.IcmpEchoRequestsSent++;
-    this.pings.set(seq, entry);
-    timer.schedule(timeoutMs);
+    this.pings.track(req, route.broadcast, resolve, reject);
   }
 
   close(): void {
@@ -851,19 +790,9 @@ export class IPv4Protocol implements NetworkProtocol {
     this.closed = true;
     this.reassembler.clear();
     this.loopback.close();
-    for (const p of this.pings.values()) {
-      p.timer.cancel();
-      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
-    }
-    this.pings.clear();
+    this.pings.close();
     this.pmtu.clear();
   }
-}
-
-function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
-  if (len !== want.length) return false;
-  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
-  return true;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import type {
   ControlMessage,
+  EchoOptions,
   Counters,
   NetworkPacketInfo,
   NetworkProtocol,
@@ -12,10 +13,9 @@ import type {
   NicHandle,
   Route,
   StackContext,
-  Timer,
   WriteParams,
 } from '@usernet/stack';
-import { completeTransportChecksum, createCounters, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum } from '@usernet/stack';
+import { completeTransportChecksum, createCounters, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PingTable, PmtuCache, TokenBucket, pseudoHeaderSum } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -85,15 +85,9 @@ export interface Ipv6Options {
   loopbackQueueLimit?: number;
 }
 
-export interface PingOptions {
-  /** Bytes of ICMPv6 data after the 8-byte header. Default 56. */
-  size?: number;
-  /** Give up after this long, ms (ETIMEDOUT). Default 1000. */
-  timeoutMs?: number;
+export interface PingOptions extends EchoOptions {
   /** Hop limit of the request. */
   hopLimit?: number;
-  /** Exact data to send (overrides `size`). */
-  payload?: Uint8Array;
 }
 
 export interface PingResult {
@@ -152,16 +146,6 @@ const FRAGMENT_HEADROOM = 16;
 /** RFC 4443 §2.4(c): an error must not exceed the minimum IPv6 MTU. */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU;
 const MAX_PING_DATA = IPV6_MAX_PAYLOAD_LENGTH - ICMPV6_HEADER_LENGTH;
-
-interface PendingPing {
-  seq: number;
-  remote: IPAddress;
-  sentAt: number;
-  data: Uint8Array;
-  timer: Timer;
-  resolve: (r: PingResult) => void;
-  reject: (e: Error) => void;
-}
 
 class PacketInfo implements NetworkPacketInfo {
   nic!: NicHandle;
@@ -225,9 +209,7 @@ export class IPv6Protocol implements NetworkProtocol {
   private readonly pmtu: PmtuCache;
   private readonly icmpErrors: TokenBucket;
   private readonly loopback: LoopbackQueue;
-  private readonly pingId: number;
-  private nextSeq = 0;
-  private readonly pings = new Map<number, PendingPing>();
+  private readonly pings: PingTable<PingResult>;
   private closed = false;
 
   constructor(
@@ -242,7 +224,7 @@ export class IPv6Protocol implements NetworkProtocol {
     for (let i = 0; i < ID_BUCKETS; i++) this.idCounters[i] = ctx.random.uint32();
     this.idKey0 = ctx.random.uint32() | 0;
     this.idKey1 = ctx.random.uint32() | 0;
-    this.pingId = ctx.random.uint32() & 0xffff;
+    this.pings = new PingTable(ctx.clock, ctx.random.uint32() & 0xffff, this.opts.maxOutstandingPings);
     this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
     this.reassembler = new Reassembler(
       ctx.clock,
@@ -579,16 +561,12 @@ export class IPv6Protocol implements NetworkProtocol {
   }
 
   private handleEchoReply(buf: Uint8Array, off: number, len: number, src: IPAddress, hopLimit: number): void {
-    const id = (buf[off + 4]! << 8) | buf[off + 5]!;
-    const seq = (buf[off + 6]! << 8) | buf[off + 7]!;
-    const p = id === this.pingId ? this.pings.get(seq) : undefined;
-    if (p === undefined || !p.remote.equals(src) || !sameBytes(buf, off + 8, len - 8, p.data)) {
+    const p = this.pings.reply((buf[off + 4]! << 8) | buf[off + 5]!, (buf[off + 6]! << 8) | buf[off + 7]!, src, buf, off + 8, len - 8);
+    if (p === undefined) {
       this.stats.IcmpEchoRepliesUnmatched++;
       return;
     }
-    this.pings.delete(seq);
-    p.timer.cancel();
-    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, hopLimit, bytes: len, seq });
+    p.resolve({ rtt: this.pings.rtt(p), hopLimit, bytes: len, seq: p.seq });
   }
 
   /**
@@ -636,17 +614,10 @@ export class IPv6Protocol implements NetworkProtocol {
       const proto = w.protocol;
       if (proto === NextHeader.ICMPv6) {
         // About one of our echo requests (which may be larger than the path: we fragment them).
-        if (thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
-          const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
-          const p = this.pings.get(seq);
-          if (p !== undefined && p.remote.equals(qDst)) {
-            accepted = true;
-            if (type !== Icmpv6Type.PacketTooBig) {
-              this.pings.delete(seq);
-              p.timer.cancel();
-              p.reject(errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
-            }
-          }
+        const p = thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest ? this.pings.quoted((buf[th + 4]! << 8) | buf[th + 5]!, (buf[th + 6]! << 8) | buf[th + 7]!, qDst) : undefined;
+        if (p !== undefined) {
+          accepted = true;
+          if (type !== Icmpv6Type.PacketTooBig) this.pings.fail(p, errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
         }
         if (!accepted) st.IcmpErrorsIgnored++;
       } else if (thLen < 8) {
@@ -926,52 +897,17 @@ export class IPv6Protocol implements NetworkProtocol {
     });
   }
 
-  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+  private startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
     if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
-    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
-    if (!(remote instanceof IPAddress) || remote.family !== 6) throw errnoError('EINVAL', 'ping', 'an IPv6 address is required');
-    const timeoutMs = opts.timeoutMs ?? 1000;
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
     const hop = opts.hopLimit;
-    if (hop !== undefined && (!Number.isInteger(hop) || hop < 1 || hop > 255)) throw errnoError('EINVAL', 'ping', 'hopLimit must be an integer from 1 to 255');
-    let data: Uint8Array;
-    if (opts.payload !== undefined) {
-      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
-      data = new Uint8Array(opts.payload);
-    } else {
-      const size = opts.size ?? 56;
-      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
-      data = new Uint8Array(size);
-      for (let i = 0; i < size; i++) data[i] = i & 0xff;
-    }
-    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
-    let seq = this.nextSeq;
-    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
-    this.nextSeq = (seq + 1) & 0xffff;
-    const route = this.ctx.findRoute(remote);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + data.length);
-    const b = pkt.data;
-    const o = pkt.start;
-    b[o] = Icmpv6Type.EchoRequest;
-    b[o + 4] = this.pingId >> 8;
-    b[o + 5] = this.pingId & 0xff;
-    b[o + 6] = seq >> 8;
-    b[o + 7] = seq & 0xff;
-    b.set(data, o + ICMPV6_HEADER_LENGTH);
-    setIcmpv6Checksum(b, o, pkt.length, route.local.bytes, remote.bytes);
-    const timer = this.ctx.clock.createTimer(
-      () => {
-        if (this.pings.get(seq) !== entry) return;
-        this.pings.delete(seq);
-        reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
-      },
-      { keepAlive: true },
-    );
-    const entry: PendingPing = { seq, remote, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
+    const req = this.pings.request(remote, 6, opts, 'hopLimit', hop, MAX_PING_DATA);
+    const route = this.ctx.findRoute(req.remote);
+    const pkt = this.pings.message(req, Icmpv6Type.EchoRequest, ORIGIN_HEADROOM);
+    setIcmpv6Checksum(pkt.data, pkt.start, pkt.length, route.local.bytes, req.remote.bytes);
     this.writePacket(route, NextHeader.ICMPv6, pkt, hop !== undefined ? { ttl: hop } : undefined);
     this.stats.IcmpEchoRequestsSent++;
-    this.pings.set(seq, entry);
-    timer.schedule(timeoutMs);
+    // A ping to a multicast group is not answered by "any source": replies must come from the address pinged.
+    this.pings.track(req, false, resolve, reject);
   }
 
   close(): void {
@@ -979,11 +915,7 @@ export class IPv6Protocol implements NetworkProtocol {
     this.closed = true;
     this.reassembler.clear();
     this.loopback.close();
-    for (const p of this.pings.values()) {
-      p.timer.cancel();
-      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
-    }
-    this.pings.clear();
+    this.pings.close();
     this.pmtu.clear();
   }
 }
@@ -996,12 +928,6 @@ function ndOptionsValid(buf: Uint8Array, off: number, end: number): boolean {
     if (l === 0 || off + l > end) return false;
     off += l;
   }
-  return true;
-}
-
-function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
-  if (len !== want.length) return false;
-  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
   return true;
 }
 

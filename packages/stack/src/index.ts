@@ -14,3 +14,4 @@ export * from './pmtu.js';
 export * from './rate-limit.js';
 export * from './gso.js';
 export * from './reassembly.js';
+export * from './ping.js';
