@@ -3,19 +3,8 @@
  * included), delivery, sending with fragmentation, reassembly, loopback, path MTU (RFC 8201),
  * echo (and a ping API), ICMPv6 errors, and the neighbour discovery a point-to-point link needs.
  */
-import type {
-  ControlMessage,
-  EchoOptions,
-  Counters,
-  NetworkPacketInfo,
-  NetworkProtocol,
-  NetworkProtocolFactory,
-  NicHandle,
-  Route,
-  StackContext,
-  WriteParams,
-} from '@usernet/stack';
-import { completeTransportChecksum, createCounters, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PingTable, PmtuCache, TokenBucket, pseudoHeaderSum } from '@usernet/stack';
+import type { EchoOptions, IpOptions, NicHandle, NetworkProtocolFactory, ResolvedIpOptions, Route, StackContext, WriteParams } from '@usernet/stack';
+import { completeTransportChecksum, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -49,7 +38,6 @@ import {
 import type { ExpiredDatagram } from './reassembly.js';
 import { DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
 
-const ID_BUCKETS = 2048;
 /** Hop limit of every neighbour discovery message, required on receipt (RFC 4861 §6.1, §7.1). */
 const ND_HOP_LIMIT = 255;
 /**
@@ -58,7 +46,7 @@ const ND_HOP_LIMIT = 255;
  */
 export const IPV6_MAX_HEADER_LENGTH = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
 
-export interface Ipv6Options {
+export interface Ipv6Options extends IpOptions {
   /** Hop limit of packets we originate. Default 64 (Linux hop_limit). */
   hopLimit?: number;
   /** Lifetime of an incomplete datagram, ms. Default 60000 (RFC 8200 §4.5). */
@@ -141,112 +129,39 @@ export const IPV6_COUNTERS = [
 ] as const;
 export type Ipv6Counter = (typeof IPV6_COUNTERS)[number];
 
-const ORIGIN_HEADROOM = 64;
 const FRAGMENT_HEADROOM = 16;
 /** RFC 4443 §2.4(c): an error must not exceed the minimum IPv6 MTU. */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU;
 const MAX_PING_DATA = IPV6_MAX_PAYLOAD_LENGTH - ICMPV6_HEADER_LENGTH;
 
-class PacketInfo implements NetworkPacketInfo {
-  nic!: NicHandle;
-  src!: IPAddress;
-  dst!: IPAddress;
-  ttl = 0;
-  tos = 0;
-  broadcast = false;
-  constructor(readonly network: NetworkProtocol) {}
-}
-
-function positiveInt(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw errnoError('EINVAL', 'ipv6', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
-function resolveOptions(o: Ipv6Options): Required<Ipv6Options> {
-  const rate = o.icmpErrorRate ?? 1000;
-  if (typeof rate !== 'number' || Number.isNaN(rate) || rate < 0) throw errnoError('EINVAL', 'ipv6', 'icmpErrorRate must be >= 0');
-  return {
-    hopLimit: positiveInt('hopLimit', o.hopLimit, 64, 1, 255),
-    reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 60_000),
-    reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
-    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, 2, 8192),
-    icmpErrorRate: rate,
-    icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
-    pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
-    pmtuExpiryMs: positiveInt('pmtuExpiryMs', o.pmtuExpiryMs, 600_000),
-    maxOutstandingPings: positiveInt('maxOutstandingPings', o.maxOutstandingPings, 1024, 1, 65536),
-    loopbackQueueLimit: positiveInt('loopbackQueueLimit', o.loopbackQueueLimit, 4096),
-  };
+function resolveOptions(o: Ipv6Options): ResolvedIpOptions {
+  return resolveIpOptions('ipv6', o, 'hopLimit', o.hopLimit, { reassemblyTimeoutMs: 60_000, maxFragmentsPerDatagram: DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM });
 }
 
 /**
  * IPv6 (RFC 8200) and ICMPv6 (RFC 4443). Created by {@link ipv6} when the stack is assembled;
  * reach it with `stack.network<IPv6Protocol>('ipv6')`.
  */
-export class IPv6Protocol implements NetworkProtocol {
+export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOptions, Reassembler> {
   readonly name = 'ipv6';
   readonly version = 6 as const;
   readonly maxHeaderLength = IPV6_MAX_HEADER_LENGTH;
-  readonly stats: Counters<Ipv6Counter> = createCounters(IPV6_COUNTERS);
-
-  private readonly opts: Required<Ipv6Options>;
+  protected readonly icmpProtocol = NextHeader.ICMPv6;
+  /** RFC 4443 §2.4(c): as much of the offending packet as fits in the minimum MTU. */
+  protected readonly icmpQuoteMax = ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH;
+  protected readonly localMtu = IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD_LENGTH;
   private readonly hdr = new Ipv6Header();
   private readonly walk = new ExtensionWalk();
   private readonly errWalk = new ExtensionWalk();
   private readonly skipOut: number[] = [0];
-  private readonly info: PacketInfo;
-  private infoBusy = false;
-  private lastSrc: IPAddress | null = null;
-  private lastDst: IPAddress | null = null;
-  private readonly idCounters = new Uint32Array(ID_BUCKETS);
-  private readonly idKey0: number;
-  private readonly idKey1: number;
-  private readonly fragBatch: PacketBuffer[] = [];
-  private readonly reassembler: Reassembler;
-  private readonly pmtu: PmtuCache;
-  private readonly icmpErrors: TokenBucket;
-  private readonly loopback: LoopbackQueue;
-  private readonly pings: PingTable<PingResult>;
-  private closed = false;
 
-  constructor(
-    private readonly ctx: StackContext,
-    options: Ipv6Options = {},
-  ) {
-    this.opts = resolveOptions(options);
-    this.pmtu = new PmtuCache(ctx.clock, this.opts.pmtuCacheSize, this.opts.pmtuExpiryMs);
-    this.info = new PacketInfo(this);
-    // RFC 7739 §5.1: fragment identifications from per-bucket counters picked by a keyed hash
-    // of (src, dst): unpredictable to off-path hosts, unique per flow.
-    for (let i = 0; i < ID_BUCKETS; i++) this.idCounters[i] = ctx.random.uint32();
-    this.idKey0 = ctx.random.uint32() | 0;
-    this.idKey1 = ctx.random.uint32() | 0;
-    this.pings = new PingTable(ctx.clock, ctx.random.uint32() & 0xffff, this.opts.maxOutstandingPings);
-    this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
-    this.reassembler = new Reassembler(
-      ctx.clock,
-      { timeoutMs: this.opts.reassemblyTimeoutMs, memoryLimit: this.opts.reassemblyMemoryLimit, maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram },
-      this.stats,
-      (d) => this.reassemblyTimedOut(d),
-    );
-    this.loopback = new LoopbackQueue(ctx.clock, ctx, this.opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
+  constructor(ctx: StackContext, options: Ipv6Options = {}) {
+    super(ctx, resolveOptions(options), IPV6_COUNTERS);
   }
 
-  /** Bytes the reassembly table holds now. */
-  get reassemblyMemory(): number {
-    return this.reassembler.memory;
-  }
-
-  /** Datagrams being reassembled now. */
-  get reassemblyDatagrams(): number {
-    return this.reassembler.size;
-  }
-
-  get outstandingPings(): number {
-    return this.pings.size;
+  protected createReassembler(): Reassembler {
+    const o = this.opts;
+    return new Reassembler(this.ctx.clock, { timeoutMs: o.reassemblyTimeoutMs, memoryLimit: o.reassemblyMemoryLimit, maxFragmentsPerDatagram: o.maxFragmentsPerDatagram }, this.stats, (d) => this.reassemblyTimedOut(d));
   }
 
   // -- Receive ------------------------------------------------------------------------------
@@ -273,15 +188,9 @@ export class IPv6Protocol implements NetworkProtocol {
       return;
     }
     const dstOff = ipOff + 24;
-    let dst: IPAddress | undefined;
+    let dst = this.nicAddress(nic, buf, dstOff);
     let broadcast = false;
     let multicast = false;
-    for (const a of nic.addresses) {
-      if (a.address.family === 6 && a.address.equalsBytes(buf, dstOff)) {
-        dst = a.address;
-        break;
-      }
-    }
     if (dst === undefined) {
       if (isAllNodes(buf, dstOff)) {
         broadcast = true;
@@ -355,21 +264,7 @@ export class IPv6Protocol implements NetworkProtocol {
       this.handleIcmp(nic, pkt, buf, ipOff, src, dst, hopLimit, tc, multicast);
       return;
     }
-    const reentrant = this.infoBusy;
-    const info = reentrant ? new PacketInfo(this) : this.info;
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = hopLimit;
-    info.tos = tc;
-    info.broadcast = broadcast;
-    this.infoBusy = true;
-    let result: DeliverResult | undefined;
-    try {
-      result = this.ctx.deliverTransport(protocol, info, pkt);
-    } finally {
-      if (!reentrant) this.infoBusy = false;
-    }
+    const result = this.deliver(protocol, nic, src, dst, hopLimit, tc, broadcast, pkt);
     if (result === undefined) {
       // RFC 8200 §4: an unrecognised Next Header → parameter problem code 1 at that field.
       st.UnknownProtocolReceived++;
@@ -407,22 +302,6 @@ export class IPv6Protocol implements NetworkProtocol {
       if (a.address.family === 6 && b[13] === buf[off + 13] && b[14] === buf[off + 14] && b[15] === buf[off + 15]) return true;
     }
     return false;
-  }
-
-  private cachedSrc(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastSrc;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 16);
-    this.lastSrc = a;
-    return a;
-  }
-
-  private cachedDst(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastDst;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 16);
-    this.lastDst = a;
-    return a;
   }
 
   // -- ICMPv6 receive -----------------------------------------------------------------------
@@ -519,7 +398,7 @@ export class IPv6Protocol implements NetworkProtocol {
       return;
     }
     // Solicited, override; no target link-layer address option: a TUN link has none.
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, 24);
+    const pkt = PacketBuffer.allocate(IP_ORIGIN_HEADROOM, 24);
     const o = pkt.start;
     const out = pkt.data;
     out[o] = Icmpv6Type.NeighborAdvertisement;
@@ -543,21 +422,7 @@ export class IPv6Protocol implements NetworkProtocol {
     buf[off] = Icmpv6Type.EchoReply;
     buf[off + 1] = 0;
     setIcmpv6Checksum(buf, off, pkt.length, dst.bytes, src.bytes);
-    pkt.checksumVerified = false;
-    pkt.needsChecksum = false;
-    let route: Route;
-    try {
-      route = this.ctx.findRoute(src, dst);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    try {
-      this.writePacket(route, NextHeader.ICMPv6, pkt, { tos: tc });
-      this.stats.IcmpEchoRepliesSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    this.sendEchoReply(pkt, src, dst, tc);
   }
 
   private handleEchoReply(buf: Uint8Array, off: number, len: number, src: IPAddress, hopLimit: number): void {
@@ -623,37 +488,13 @@ export class IPv6Protocol implements NetworkProtocol {
       } else if (thLen < 8) {
         st.IcmpErrorsIgnored++;
       } else {
-        const msg: ControlMessage = {
-          error,
-          ...(mtu !== undefined ? { mtu } : {}),
-          type,
-          code,
-          src: qSrc,
-          dst: qDst,
-          transportHeader: buf.subarray(th, th + thLen),
-          network: this,
-          nic,
-        };
-        this.loopback.noteProtocol(proto);
-        accepted = this.ctx.deliverControl(proto, msg);
-        if (!accepted) st.IcmpErrorsIgnored++;
+        accepted = this.deliverError(nic, error, mtu, type, code, qSrc, qDst, proto, buf, th, thLen);
       }
     }
-    if (mtu === undefined) return;
-    if (!accepted) {
-      st.PmtuReportsIgnored++;
-      return;
-    }
-    const gen = this.pmtu.generation;
-    this.pmtu.lower(qDst.key, mtu, nic.mtu);
-    if (this.pmtu.generation !== gen) st.PmtuUpdates++;
+    this.learnPathMtu(nic, qDst, mtu, accepted);
   }
 
   // -- ICMPv6 send --------------------------------------------------------------------------
-
-  private allowIcmpError(): boolean {
-    return this.icmpErrors.take();
-  }
 
   /**
    * Sends an ICMPv6 error about the packet at `buf[ipOff..ipOff+len)` unless RFC 4443 §2.4(e)
@@ -673,39 +514,12 @@ export class IPv6Protocol implements NetworkProtocol {
       const t = buf[ipOff + upper]!;
       if (isIcmpv6Error(t) || t === Icmpv6Type.Redirect) return;
     }
-    if (!this.allowIcmpError()) {
-      this.stats.IcmpErrorsRateLimited++;
-      return;
-    }
-    const to = IPAddress.fromBytes(buf, srcOff, 16);
-    const origDst = IPAddress.fromBytes(buf, dstOff, 16);
-    let route: Route;
-    try {
-      // Back out of the interface the offending packet came in on.
-      route = this.ctx.findRoute(to, this.ctx.isLocalAddress(origDst) ? origDst : null, nic.id);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    // RFC 4443 §2.4(c): as much of the offending packet as fits in the minimum MTU.
-    const quote = Math.min(len, ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + quote);
-    const out = pkt.data;
-    const o = pkt.start;
-    out[o] = type;
-    out[o + 1] = code;
-    out[o + 4] = rest >>> 24;
-    out[o + 5] = (rest >>> 16) & 0xff;
-    out[o + 6] = (rest >>> 8) & 0xff;
-    out[o + 7] = rest & 0xff;
-    out.set(buf.subarray(ipOff, ipOff + quote), o + ICMPV6_HEADER_LENGTH);
-    setIcmpv6Checksum(out, o, pkt.length, route.local.bytes, to.bytes);
-    try {
-      this.writePacket(route, NextHeader.ICMPv6, pkt);
-      this.stats.IcmpErrorsSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    // Back out of the interface the offending packet came in on.
+    this.emitIcmpError(buf, ipOff, len, srcOff, dstOff, nic.id, type, code, rest);
+  }
+
+  protected setIcmpChecksum(out: Uint8Array, o: number, len: number, route: Route): void {
+    setIcmpv6Checksum(out, o, len, route.local.bytes, route.remote.bytes);
   }
 
   private reassemblyTimedOut(d: ExpiredDatagram): void {
@@ -731,7 +545,7 @@ export class IPv6Protocol implements NetworkProtocol {
       st.OutgoingPacketErrors++;
       throw errnoError('EMSGSIZE', 'send', `${payloadLen}-byte IPv6 payload exceeds 65535`);
     }
-    const hop = params?.ttl ?? this.opts.hopLimit;
+    const hop = params?.ttl ?? this.opts.hop;
     const tc = params?.tos ?? 0;
     const flow = params?.flowLabel !== undefined ? params.flowLabel & 0xfffff : this.flowLabel(transportProtocol, pkt, local.bytes, remote.bytes);
     if (this.ctx.isLocalAddress(remote)) {
@@ -742,10 +556,7 @@ export class IPv6Protocol implements NetworkProtocol {
     }
     const mtu = this.learnedMtu(route);
     const total = IPV6_HEADER_LENGTH + payloadLen;
-    // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
-    // transport header; each piece must fit the path MTU.
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeaderLength(transportProtocol, pkt) <= mtu;
-    if (total <= mtu || gso) {
+    if (total <= mtu || this.gsoFits(route, pkt, total, IPV6_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
       else st.OutgoingPacketErrors++;
@@ -773,30 +584,15 @@ export class IPv6Protocol implements NetworkProtocol {
     if ((proto !== 6 && proto !== 17) || pkt.length < 4) return 0;
     const b = pkt.data;
     const s = pkt.start;
-    let h = this.idKey1 ^ proto;
+    let h = this.ids.key1 ^ proto;
     for (let i = 0; i < 16; i += 4) {
       h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
       h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
     }
     h = Math.imul(h ^ (h >>> 13) ^ ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!), 0xc2b2ae3d);
-    h = Math.imul(h ^ (h >>> 16) ^ this.idKey0, 0x27d4eb2f);
+    h = Math.imul(h ^ (h >>> 16) ^ this.ids.key0, 0x27d4eb2f);
     h ^= h >>> 15;
     return h & 0xfffff || 1;
-  }
-
-  /** The next fragment identification for (src, dst): a counter picked by a keyed 32-bit mix. */
-  private nextFragmentId(src: Uint8Array, dst: Uint8Array): number {
-    let h = this.idKey0;
-    for (let i = 0; i < 16; i += 4) {
-      h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
-      h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
-    }
-    h = Math.imul(h ^ (h >>> 13) ^ this.idKey1, 0xc2b2ae3d);
-    h ^= h >>> 16;
-    const b = h & (ID_BUCKETS - 1);
-    const id = this.idCounters[b]!;
-    this.idCounters[b] = id + 1;
-    return id;
   }
 
   /**
@@ -811,10 +607,10 @@ export class IPv6Protocol implements NetworkProtocol {
     const payloadLen = pkt.length;
     const src = route.local.bytes;
     const dst = route.remote.bytes;
-    const id = this.nextFragmentId(src, dst);
+    // RFC 7739 §5.1: an identification from a per-flow counter.
+    const id = this.ids.next(src, dst, 0);
     st.FragmentedDatagramsSent++;
     const batch = this.fragBatch;
-    const count = Math.ceil(payloadLen / maxData);
     const hl = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
     for (let off = 0; off < payloadLen; off += maxData) {
       const n = Math.min(maxData, payloadLen - off);
@@ -838,85 +634,21 @@ export class IPv6Protocol implements NetworkProtocol {
       st.FragmentsCreated++;
       batch.push(frag);
     }
-    const sent = route.nic.writePackets(batch);
-    batch.length = 0;
-    st.PacketsSent += sent;
-    st.OutgoingPacketErrors += count - sent;
+    this.sendFragments(route.nic);
   }
-
-  /** RFC 8200 §8.1: source, destination, 32-bit upper-layer length, zeros, next header. */
-  pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {
-    return pseudoHeaderSum(src.bytes, dst.bytes, transportProtocol, length);
-  }
-
-  /** The link MTU, lowered by Packet Too Big (RFC 8201); 65575 to ourselves. */
-  pathMtu(route: Route): number {
-    if (this.ctx.isLocalAddress(route.remote)) return IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD_LENGTH;
-    return this.learnedMtu(route);
-  }
-
-  private learnedMtu(route: Route): number {
-    return this.pmtu.get(route.remote.key, route.nic.mtu);
-  }
-
-  get pathMtuGeneration(): number {
-    return this.pmtu.generation;
-  }
-
-  pathMtuExpiry(route: Route): number {
-    return this.pmtu.expiresAt(route.remote.key);
-  }
-
-  // -- Loopback -----------------------------------------------------------------------------
-
-  private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
-    if (!this.loopback.push(nic, pkt)) {
-      this.stats.LoopbackDropped++;
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    this.stats.PacketsSent++;
-    this.stats.LoopbackPackets++;
-  }
-
 
   // -- Ping ---------------------------------------------------------------------------------
 
-  /**
-   * Sends an ICMPv6 echo request to `remote` and resolves with the reply. Rejects with
-   * ETIMEDOUT when no reply comes in `timeoutMs`, with the code an ICMPv6 error maps to, with
-   * ENETUNREACH when there is no route, or ENOBUFS when too many pings are outstanding.
-   */
-  ping(remote: IPAddress | string, opts: PingOptions = {}): Promise<PingResult> {
-    return new Promise<PingResult>((resolve, reject) => {
-      try {
-        this.startPing(remote, opts, resolve, reject);
-      } catch (e) {
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-  }
-
-  private startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
-    if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
+  protected startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
     const hop = opts.hopLimit;
     const req = this.pings.request(remote, 6, opts, 'hopLimit', hop, MAX_PING_DATA);
     const route = this.ctx.findRoute(req.remote);
-    const pkt = this.pings.message(req, Icmpv6Type.EchoRequest, ORIGIN_HEADROOM);
+    const pkt = this.pings.message(req, Icmpv6Type.EchoRequest, IP_ORIGIN_HEADROOM);
     setIcmpv6Checksum(pkt.data, pkt.start, pkt.length, route.local.bytes, req.remote.bytes);
     this.writePacket(route, NextHeader.ICMPv6, pkt, hop !== undefined ? { ttl: hop } : undefined);
     this.stats.IcmpEchoRequestsSent++;
     // A ping to a multicast group is not answered by "any source": replies must come from the address pinged.
     this.pings.track(req, false, resolve, reject);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reassembler.clear();
-    this.loopback.close();
-    this.pings.close();
-    this.pmtu.clear();
   }
 }
 

@@ -15,3 +15,4 @@ export * from './rate-limit.js';
 export * from './gso.js';
 export * from './reassembly.js';
 export * from './ping.js';
+export * from './ip-protocol.js';
