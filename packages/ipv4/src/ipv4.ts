@@ -3,7 +3,7 @@
  * fragmentation, reassembly, local loopback, path MTU, echo (and a ping API), ICMP errors.
  */
 import type { EchoOptions, IpOptions, ResolvedIpOptions, NicHandle, NetworkProtocolFactory, Route, StackContext, WriteParams } from '@usernet/stack';
-import { completeTransportChecksum, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
+import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   Ipv4Header,
   IPV4_FLAG_DF,
@@ -39,25 +39,6 @@ export interface Ipv4Options extends IpOptions {
   ttl?: number;
   /** Lifetime of an incomplete datagram, ms. Default 30000 (Linux ipfrag_time). */
   reassemblyTimeoutMs?: number;
-  /** Bytes the reassembly table may hold. Default 4 MiB (Linux ipfrag_high_thresh). */
-  reassemblyMemoryLimit?: number;
-  /**
-   * Fragments one datagram may have. Default 1365: enough for a 65535-byte datagram over the
-   * 68-byte minimum MTU (48 data bytes per fragment).
-   */
-  maxFragmentsPerDatagram?: number;
-  /** ICMP errors per second we send at most (token bucket; 0 allows only the initial burst). Default 1000 (Linux icmp_msgs_per_sec). */
-  icmpErrorRate?: number;
-  /** Token bucket depth for ICMP errors. Default 50 (Linux icmp_msgs_burst). */
-  icmpErrorBurst?: number;
-  /** Path MTU cache entries. Default 1024. */
-  pmtuCacheSize?: number;
-  /** Lifetime of a learned path MTU, ms. Default 600000 (10 minutes, RFC 1191 §6.3). */
-  pmtuExpiryMs?: number;
-  /** Pings awaiting a reply at once. Default 1024. */
-  maxOutstandingPings?: number;
-  /** Packets to our own addresses waiting for local delivery. Default 4096. */
-  loopbackQueueLimit?: number;
 }
 
 export interface PingOptions extends EchoOptions {
@@ -76,37 +57,7 @@ export interface PingResult {
   seq: number;
 }
 
-export const IPV4_COUNTERS = [
-  'PacketsReceived',
-  'PacketsDelivered',
-  'PacketsSent',
-  'MalformedPacketsReceived',
-  'InvalidDestinationAddressesReceived',
-  'InvalidSourceAddressesReceived',
-  'UnknownProtocolReceived',
-  ...REASSEMBLY_COUNTERS,
-  'FragmentsCreated',
-  'FragmentedDatagramsSent',
-  'OutgoingPacketErrors',
-  'LoopbackPackets',
-  'LoopbackDropped',
-  'PmtuUpdates',
-  /** Fragmentation-needed reports not applied: no DF in the quote, or the transport did not confirm the flow (RFC 5927). */
-  'PmtuReportsIgnored',
-  'IcmpMessagesReceived',
-  'IcmpMalformedReceived',
-  'IcmpEchoRequestsReceived',
-  'IcmpEchoRequestsIgnored',
-  'IcmpEchoRepliesSent',
-  'IcmpEchoRequestsSent',
-  'IcmpEchoRepliesReceived',
-  'IcmpEchoRepliesUnmatched',
-  'IcmpErrorsSent',
-  'IcmpErrorsRateLimited',
-  'IcmpErrorsReceived',
-  'IcmpErrorsIgnored',
-  'IcmpOtherReceived',
-] as const;
+export const IPV4_COUNTERS = [...IP_RECEIVE_COUNTERS, ...REASSEMBLY_COUNTERS, ...IP_SEND_COUNTERS, ...ICMP_COUNTERS] as const;
 export type Ipv4Counter = (typeof IPV4_COUNTERS)[number];
 
 /** Headroom of each fragment we create. */

@@ -4,7 +4,7 @@
  * echo (and a ping API), ICMPv6 errors, and the neighbour discovery a point-to-point link needs.
  */
 import type { EchoOptions, IpOptions, NicHandle, NetworkProtocolFactory, ResolvedIpOptions, Route, StackContext, WriteParams } from '@usernet/stack';
-import { completeTransportChecksum, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
+import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -51,26 +51,6 @@ export interface Ipv6Options extends IpOptions {
   hopLimit?: number;
   /** Lifetime of an incomplete datagram, ms. Default 60000 (RFC 8200 §4.5). */
   reassemblyTimeoutMs?: number;
-  /** Bytes the reassembly table may hold. Default 4 MiB. */
-  reassemblyMemoryLimit?: number;
-  /**
-   * Fragments one datagram may have; a datagram needing more is dropped. Default 1365 (65535 /
-   * 48, as IPv4: see DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM); at most 8192 (65535 bytes in 8-byte
-   * fragments).
-   */
-  maxFragmentsPerDatagram?: number;
-  /** ICMPv6 errors per second at most (token bucket, RFC 4443 §2.4(f)). Default 1000. */
-  icmpErrorRate?: number;
-  /** Token bucket depth. Default 50. */
-  icmpErrorBurst?: number;
-  /** Path MTU cache entries. Default 1024. */
-  pmtuCacheSize?: number;
-  /** Lifetime of a learned path MTU, ms. Default 600000 (RFC 8201 §4: at least 5 minutes). */
-  pmtuExpiryMs?: number;
-  /** Pings awaiting a reply at once. Default 1024. */
-  maxOutstandingPings?: number;
-  /** Packets to our own addresses waiting for local delivery. Default 4096. */
-  loopbackQueueLimit?: number;
 }
 
 export interface PingOptions extends EchoOptions {
@@ -88,39 +68,14 @@ export interface PingResult {
 }
 
 export const IPV6_COUNTERS = [
-  'PacketsReceived',
-  'PacketsDelivered',
-  'PacketsSent',
-  'MalformedPacketsReceived',
-  'InvalidDestinationAddressesReceived',
-  'InvalidSourceAddressesReceived',
-  'UnknownProtocolReceived',
+  ...IP_RECEIVE_COUNTERS,
   'ExtensionHeaderErrors',
   'OptionDiscards',
   'NoNextHeaderReceived',
   'AtomicFragmentsReceived',
   ...REASSEMBLY_COUNTERS,
-  'FragmentsCreated',
-  'FragmentedDatagramsSent',
-  'OutgoingPacketErrors',
-  'LoopbackPackets',
-  'LoopbackDropped',
-  'PmtuUpdates',
-  /** Packet Too Big reports not applied: the transport (or ping) did not confirm the quoted flow (RFC 5927). */
-  'PmtuReportsIgnored',
-  'IcmpMessagesReceived',
-  'IcmpMalformedReceived',
-  'IcmpEchoRequestsReceived',
-  'IcmpEchoRequestsIgnored',
-  'IcmpEchoRepliesSent',
-  'IcmpEchoRequestsSent',
-  'IcmpEchoRepliesReceived',
-  'IcmpEchoRepliesUnmatched',
-  'IcmpErrorsSent',
-  'IcmpErrorsRateLimited',
-  'IcmpErrorsReceived',
-  'IcmpErrorsIgnored',
-  'IcmpOtherReceived',
+  ...IP_SEND_COUNTERS,
+  ...ICMP_COUNTERS,
   'NdSolicitationsReceived',
   'NdAdvertisementsSent',
   'NdAdvertisementsReceived',

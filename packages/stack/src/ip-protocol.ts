@@ -25,47 +25,72 @@ import type { ControlMessage, DeliverResult, NetworkPacketInfo, NetworkProtocol,
 import type { Counters } from './stats.js';
 import { createCounters } from './stats.js';
 
-/** The counters every IP protocol keeps (each protocol's list adds its own). */
-export type IpCounter =
-  | 'PacketsReceived'
-  | 'PacketsDelivered'
-  | 'PacketsSent'
-  | 'MalformedPacketsReceived'
-  | 'InvalidDestinationAddressesReceived'
-  | 'InvalidSourceAddressesReceived'
-  | 'UnknownProtocolReceived'
-  | BaseReassemblyCounter
-  | 'FragmentsCreated'
-  | 'FragmentedDatagramsSent'
-  | 'OutgoingPacketErrors'
-  | 'LoopbackPackets'
-  | 'LoopbackDropped'
-  | 'PmtuUpdates'
-  | 'PmtuReportsIgnored'
-  | 'IcmpMessagesReceived'
-  | 'IcmpMalformedReceived'
-  | 'IcmpEchoRequestsReceived'
-  | 'IcmpEchoRequestsIgnored'
-  | 'IcmpEchoRepliesSent'
-  | 'IcmpEchoRequestsSent'
-  | 'IcmpEchoRepliesReceived'
-  | 'IcmpEchoRepliesUnmatched'
-  | 'IcmpErrorsSent'
-  | 'IcmpErrorsRateLimited'
-  | 'IcmpErrorsReceived'
-  | 'IcmpErrorsIgnored'
-  | 'IcmpOtherReceived';
+/** Receive counters every IP protocol keeps, in the order its list starts with. */
+export const IP_RECEIVE_COUNTERS = [
+  'PacketsReceived',
+  'PacketsDelivered',
+  'PacketsSent',
+  'MalformedPacketsReceived',
+  'InvalidDestinationAddressesReceived',
+  'InvalidSourceAddressesReceived',
+  'UnknownProtocolReceived',
+] as const;
 
-/** The options of an IP protocol that do not depend on its version (see each protocol's docs). */
+/** Send, loopback and path MTU counters every IP protocol keeps (after its reassembly counters). */
+export const IP_SEND_COUNTERS = [
+  'FragmentsCreated',
+  'FragmentedDatagramsSent',
+  'OutgoingPacketErrors',
+  'LoopbackPackets',
+  'LoopbackDropped',
+  'PmtuUpdates',
+  /** Path MTU reports not applied: the transport (or ping) did not confirm the quoted flow (RFC 5927), or (IPv4) no DF in the quote. */
+  'PmtuReportsIgnored',
+] as const;
+
+/** ICMP / ICMPv6 counters every IP protocol keeps. */
+export const ICMP_COUNTERS = [
+  'IcmpMessagesReceived',
+  'IcmpMalformedReceived',
+  'IcmpEchoRequestsReceived',
+  'IcmpEchoRequestsIgnored',
+  'IcmpEchoRepliesSent',
+  'IcmpEchoRequestsSent',
+  'IcmpEchoRepliesReceived',
+  'IcmpEchoRepliesUnmatched',
+  'IcmpErrorsSent',
+  'IcmpErrorsRateLimited',
+  'IcmpErrorsReceived',
+  'IcmpErrorsIgnored',
+  'IcmpOtherReceived',
+] as const;
+
+/** The counters every IP protocol keeps (each protocol's list adds its own). */
+export type IpCounter = (typeof IP_RECEIVE_COUNTERS)[number] | BaseReassemblyCounter | (typeof IP_SEND_COUNTERS)[number] | (typeof ICMP_COUNTERS)[number];
+
+/** The options of an IP protocol that do not depend on its version (each protocol documents its defaults where they differ). */
 export interface IpOptions {
+  /** Lifetime of an incomplete datagram, ms. */
   reassemblyTimeoutMs?: number;
+  /** Bytes the reassembly table may hold. Default 4 MiB (Linux ipfrag_high_thresh). */
   reassemblyMemoryLimit?: number;
+  /**
+   * Fragments one datagram may have; a datagram needing more is dropped. Default 1365: enough
+   * for a 65535-byte datagram over IPv4's 68-byte minimum MTU (48 data bytes per fragment); at
+   * most 8192 (65535 bytes in 8-byte fragments).
+   */
   maxFragmentsPerDatagram?: number;
+  /** ICMP errors per second we send at most (token bucket, RFC 1812 §4.3.2.8, RFC 4443 §2.4(f); 0 allows only the initial burst). Default 1000 (Linux icmp_msgs_per_sec). */
   icmpErrorRate?: number;
+  /** Token bucket depth for ICMP errors. Default 50 (Linux icmp_msgs_burst). */
   icmpErrorBurst?: number;
+  /** Path MTU cache entries. Default 1024. */
   pmtuCacheSize?: number;
+  /** Lifetime of a learned path MTU, ms. Default 600000 (10 minutes: RFC 1191 §6.3; RFC 8201 §4 asks at least 5). */
   pmtuExpiryMs?: number;
+  /** Pings awaiting a reply at once. Default 1024. */
   maxOutstandingPings?: number;
+  /** Packets to our own addresses waiting for local delivery. Default 4096. */
   loopbackQueueLimit?: number;
 }
 
