@@ -86,12 +86,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
   private readonly icmp = new IcmpHeader();
 
   constructor(ctx: StackContext, options: Ipv4Options = {}) {
-    super(ctx, resolveOptions(options), IPV4_COUNTERS);
-  }
-
-  protected createReassembler(): Reassembler {
-    const o = this.opts;
-    return new Reassembler(this.ctx.clock, { timeoutMs: o.reassemblyTimeoutMs, memoryLimit: o.reassemblyMemoryLimit, maxFragmentsPerDatagram: o.maxFragmentsPerDatagram }, this.stats, (d) => this.reassemblyTimedOut(d));
+    super(ctx, resolveOptions(options), IPV4_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
@@ -353,7 +348,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
     setIcmpChecksum(out, o, len);
   }
 
-  private reassemblyTimedOut(d: ExpiredDatagram): void {
+  protected reassemblyTimedOut(d: ExpiredDatagram): void {
     const q = d.firstFragment;
     if (q === null || this.closed) return;
     this.sendIcmpError(d.nic, q, 0, q.length, IcmpType.TimeExceeded, IcmpTimeExceededCode.FragmentReassembly, 0);
@@ -361,15 +356,10 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
 
   // -- Send ---------------------------------------------------------------------------------
 
-  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
+  protected send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void {
     const st = this.stats;
-    if (this.closed) {
-      st.OutgoingPacketErrors++;
-      return;
-    }
     const remote = route.remote;
     const local = route.local;
-    if (remote.family !== 4 || local.family !== 4) throw errnoError('EAFNOSUPPORT', 'send', 'IPv4 route expected');
     const payloadLen = pkt.length;
     const total = IPV4_MIN_HEADER_LENGTH + payloadLen;
     if (total > IPV4_MAX_PACKET_LENGTH) {
@@ -392,8 +382,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
     const mtu = this.learnedMtu(route);
     if (total <= mtu || this.gsoFits(route, pkt, total, IPV4_MIN_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
-      if (route.nic.writePacket(pkt)) st.PacketsSent++;
-      else st.OutgoingPacketErrors++;
+      this.sendOne(route.nic, pkt);
       return;
     }
     if (df) {

@@ -111,12 +111,7 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
   private readonly skipOut: number[] = [0];
 
   constructor(ctx: StackContext, options: Ipv6Options = {}) {
-    super(ctx, resolveOptions(options), IPV6_COUNTERS);
-  }
-
-  protected createReassembler(): Reassembler {
-    const o = this.opts;
-    return new Reassembler(this.ctx.clock, { timeoutMs: o.reassemblyTimeoutMs, memoryLimit: o.reassemblyMemoryLimit, maxFragmentsPerDatagram: o.maxFragmentsPerDatagram }, this.stats, (d) => this.reassemblyTimedOut(d));
+    super(ctx, resolveOptions(options), IPV6_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
@@ -477,7 +472,7 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
     setIcmpv6Checksum(out, o, len, route.local.bytes, route.remote.bytes);
   }
 
-  private reassemblyTimedOut(d: ExpiredDatagram): void {
+  protected reassemblyTimedOut(d: ExpiredDatagram): void {
     const q = d.firstFragment;
     if (q === null || this.closed) return;
     // RFC 8200 §4.5: time exceeded, code 1, only when the first fragment arrived.
@@ -486,15 +481,10 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
 
   // -- Send ---------------------------------------------------------------------------------
 
-  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
+  protected send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void {
     const st = this.stats;
-    if (this.closed) {
-      st.OutgoingPacketErrors++;
-      return;
-    }
     const remote = route.remote;
     const local = route.local;
-    if (remote.family !== 6 || local.family !== 6) throw errnoError('EAFNOSUPPORT', 'send', 'IPv6 route expected');
     const payloadLen = pkt.length;
     if (payloadLen > IPV6_MAX_PAYLOAD_LENGTH) {
       st.OutgoingPacketErrors++;
@@ -513,8 +503,7 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
     const total = IPV6_HEADER_LENGTH + payloadLen;
     if (total <= mtu || this.gsoFits(route, pkt, total, IPV6_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
-      if (route.nic.writePacket(pkt)) st.PacketsSent++;
-      else st.OutgoingPacketErrors++;
+      this.sendOne(route.nic, pkt);
       return;
     }
     if (params?.dontFragment === true) {

@@ -20,7 +20,7 @@ import { PingTable } from './ping.js';
 import { PmtuCache } from './pmtu.js';
 import type { Random } from './random.js';
 import { TokenBucket } from './rate-limit.js';
-import type { BaseReassemblyCounter, FragmentReassembler } from './reassembly.js';
+import type { BaseReassemblyCounter, ExpiredDatagram, FragmentReassembler, ReassemblyOptions } from './reassembly.js';
 import type { ControlMessage, DeliverResult, NetworkPacketInfo, NetworkProtocol, NicHandle, Route, StackContext, WriteParams } from './registration.js';
 import type { Counters } from './stats.js';
 import { createCounters } from './stats.js';
@@ -176,6 +176,9 @@ class PacketInfo implements NetworkPacketInfo {
   constructor(readonly network: NetworkProtocol) {}
 }
 
+/** A protocol's reassembler class (see {@link FragmentReassembler}). */
+export type ReassemblerClass<Re, C extends string> = new (clock: StackContext['clock'], options: ReassemblyOptions, stats: Counters<C>, onTimeout: (d: ExpiredDatagram) => void) => Re;
+
 /** Bytes of an ICMP / ICMPv6 header (type, code, checksum, 4 bytes of "rest"). */
 const ICMP_HEADER = 8;
 /** Default headroom of packets an IP protocol originates (room for its header and a link's). */
@@ -213,6 +216,7 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
     protected readonly ctx: StackContext,
     opts: ResolvedIpOptions,
     counterNames: readonly C[],
+    reassembler: ReassemblerClass<Re, C>,
   ) {
     this.opts = opts;
     this.stats = createCounters(counterNames);
@@ -222,14 +226,19 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
     this.ids = new FlowIds(ctx.random);
     this.pings = new PingTable(ctx.clock, ctx.random.uint32() & 0xffff, opts.maxOutstandingPings);
     this.icmpErrors = new TokenBucket(ctx.clock, opts.icmpErrorRate, opts.icmpErrorBurst);
-    this.reassembler = this.createReassembler();
+    const ro = { timeoutMs: opts.reassemblyTimeoutMs, memoryLimit: opts.reassemblyMemoryLimit, maxFragmentsPerDatagram: opts.maxFragmentsPerDatagram };
+    this.reassembler = new reassembler(ctx.clock, ro, this.stats, (d) => this.reassemblyTimedOut(d));
     this.loopback = new LoopbackQueue(ctx.clock, ctx, opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
   }
 
-  /** The protocol's reassembler (called once, from the base constructor: only `ctx`, `opts` and `stats` are set). */
-  protected abstract createReassembler(): Re;
   abstract handlePacket(nic: NicHandle, pkt: PacketBuffer): void;
-  abstract writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void;
+  /**
+   * Sends `pkt` (the transport header at `start`) on `route`, already checked to be of this
+   * version, with the protocol's header: fragmented, looped back or as it is.
+   */
+  protected abstract send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void;
+  /** An incomplete datagram timed out: ICMP time exceeded when the first fragment arrived (RFC 792, RFC 8200 §4.5). */
+  protected abstract reassemblyTimedOut(d: ExpiredDatagram): void;
   /** Sends an echo request for {@link ping}; throws what the promise rejects with. */
   protected abstract startPing(remote: IPAddress | string, opts: O, resolve: (r: R) => void, reject: (e: Error) => void): void;
   /** Fills in the checksum of the ICMP message `out[o, o+len)` about to go out on `route`. */
@@ -411,6 +420,21 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   }
 
   // -- Send ---------------------------------------------------------------------------------
+
+  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
+    if (this.closed) {
+      this.counts.OutgoingPacketErrors++;
+      return;
+    }
+    if (route.remote.family !== this.version || route.local.family !== this.version) throw errnoError('EAFNOSUPPORT', 'send', `IPv${this.version} route expected`);
+    this.send(route, transportProtocol, pkt, params);
+  }
+
+  /** Hands one packet, its IP header written, to `nic`, counted. */
+  protected sendOne(nic: NicHandle, pkt: PacketBuffer): void {
+    if (nic.writePacket(pkt)) this.counts.PacketsSent++;
+    else this.counts.OutgoingPacketErrors++;
+  }
 
   /**
    * True when `pkt`, a GSO super-segment of `total` bytes behind a `headerLength`-byte IP
