@@ -3,7 +3,7 @@
  * fragmentation, reassembly, local loopback, path MTU, echo (and a ping API), ICMP errors.
  */
 import type { EchoOptions, IpOptions, ResolvedIpOptions, NicHandle, NetworkProtocolFactory, Route, StackContext, WriteParams } from '@usernet/stack';
-import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
+import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   Ipv4Header,
   IPV4_FLAG_DF,
@@ -430,14 +430,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
   // -- Ping ---------------------------------------------------------------------------------
 
   protected startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
-    const ttl = opts.ttl;
-    const req = this.pings.request(remote, 4, opts, 'ttl', ttl, MAX_PING_DATA);
-    const route = this.ctx.findRoute(req.remote);
-    const pkt = this.pings.message(req, IcmpType.EchoRequest, IP_ORIGIN_HEADROOM);
-    setIcmpChecksum(pkt.data, pkt.start, pkt.length);
-    this.writePacket(route, IpProtocol.ICMP, pkt, ttl !== undefined ? { ttl } : undefined);
-    this.stats.IcmpEchoRequestsSent++;
-    this.pings.track(req, route.broadcast, resolve, reject);
+    this.sendPing(remote, opts, 'ttl', opts.ttl, MAX_PING_DATA, IcmpType.EchoRequest, true, resolve, reject);
   }
 }
 

@@ -584,15 +584,8 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
   // -- Ping ---------------------------------------------------------------------------------
 
   protected startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
-    const hop = opts.hopLimit;
-    const req = this.pings.request(remote, 6, opts, 'hopLimit', hop, MAX_PING_DATA);
-    const route = this.ctx.findRoute(req.remote);
-    const pkt = this.pings.message(req, Icmpv6Type.EchoRequest, IP_ORIGIN_HEADROOM);
-    setIcmpv6Checksum(pkt.data, pkt.start, pkt.length, route.local.bytes, req.remote.bytes);
-    this.writePacket(route, NextHeader.ICMPv6, pkt, hop !== undefined ? { ttl: hop } : undefined);
-    this.stats.IcmpEchoRequestsSent++;
-    // A ping to a multicast group is not answered by "any source": replies must come from the address pinged.
-    this.pings.track(req, false, resolve, reject);
+    // Replies to a ping must come from the address pinged (no "any host" for a multicast ping).
+    this.sendPing(remote, opts, 'hopLimit', opts.hopLimit, MAX_PING_DATA, Icmpv6Type.EchoRequest, false, resolve, reject);
   }
 }
 

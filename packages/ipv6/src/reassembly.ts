@@ -6,7 +6,7 @@
  * exceeded, and rebuilding the unfragmentable part without the fragment header.
  */
 import type { Clock, Counters, ExpiredDatagram, HeldDatagram, NicHandle, ReassemblyOptions } from '@usernet/stack';
-import { DATAGRAM_OVERHEAD, FRAGMENT_OVERHEAD, FragmentReassembler, PacketBuffer } from '@usernet/stack';
+import { BASE_REASSEMBLY_COUNTERS, DATAGRAM_OVERHEAD, FRAGMENT_OVERHEAD, FragmentReassembler, PacketBuffer } from '@usernet/stack';
 import { IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, IPV6_MAX_PAYLOAD_LENGTH } from './header.js';
 
 export { DATAGRAM_OVERHEAD, FRAGMENT_OVERHEAD };
@@ -21,17 +21,7 @@ export type { ExpiredDatagram, ReassemblyOptions };
  */
 export const DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM = 1365;
 
-export const REASSEMBLY_COUNTERS = [
-  'FragmentsReceived',
-  'ReassembledDatagrams',
-  'ReassemblyTimeouts',
-  'ReassemblyOverlapsDropped',
-  'ReassemblyMemoryEvictions',
-  'ReassemblyOversizeDropped',
-  'ReassemblyTooManyFragments',
-  'ReassemblyMalformedFragments',
-  'ReassemblyIncompleteHeaderChain',
-] as const;
+export const REASSEMBLY_COUNTERS = [...BASE_REASSEMBLY_COUNTERS, 'ReassemblyIncompleteHeaderChain'] as const;
 export type ReassemblyCounter = (typeof REASSEMBLY_COUNTERS)[number];
 
 /** A fragment as the receive path found it (offsets from the IPv6 header start). */

@@ -239,7 +239,7 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   protected abstract send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void;
   /** An incomplete datagram timed out: ICMP time exceeded when the first fragment arrived (RFC 792, RFC 8200 §4.5). */
   protected abstract reassemblyTimedOut(d: ExpiredDatagram): void;
-  /** Sends an echo request for {@link ping}; throws what the promise rejects with. */
+  /** Sends an echo request for {@link ping} (with {@link sendPing}); throws what the promise rejects with. */
   protected abstract startPing(remote: IPAddress | string, opts: O, resolve: (r: R) => void, reject: (e: Error) => void): void;
   /** Fills in the checksum of the ICMP message `out[o, o+len)` about to go out on `route`. */
   protected abstract setIcmpChecksum(out: Uint8Array, o: number, len: number, route: Route): void;
@@ -505,6 +505,21 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
         reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
+  }
+
+  /**
+   * Checks a ping's arguments, sends its echo request of `type` (at most `maxData` bytes of
+   * data; `hop`, named `hopName` in errors, as its hop limit) and waits for the reply.
+   * `broadcastReplies`: a ping sent to a broadcast address takes a reply from any host (IPv4).
+   */
+  protected sendPing(remote: IPAddress | string, opts: EchoOptions, hopName: string, hop: number | undefined, maxData: number, type: number, broadcastReplies: boolean, resolve: (r: R) => void, reject: (e: Error) => void): void {
+    const req = this.pings.request(remote, this.version, opts, hopName, hop, maxData);
+    const route = this.ctx.findRoute(req.remote);
+    const pkt = this.pings.message(req, type, IP_ORIGIN_HEADROOM);
+    this.setIcmpChecksum(pkt.data, pkt.start, pkt.length, route);
+    this.writePacket(route, this.icmpProtocol, pkt, hop !== undefined ? { ttl: hop } : undefined);
+    this.counts.IcmpEchoRequestsSent++;
+    this.pings.track(req, broadcastReplies && route.broadcast, resolve, reject);
   }
 
   close(): void {
