@@ -91,10 +91,8 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
 
   // -- Receive ------------------------------------------------------------------------------
 
-  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
+  protected receive(nic: NicHandle, pkt: PacketBuffer): void {
     const st = this.stats;
-    st.PacketsReceived++;
-    if (this.closed) return;
     let buf: Uint8Array = pkt.data;
     let ipOff = pkt.start;
     const h = this.hdr;

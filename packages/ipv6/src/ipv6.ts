@@ -116,10 +116,8 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
 
   // -- Receive ------------------------------------------------------------------------------
 
-  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
+  protected receive(nic: NicHandle, pkt: PacketBuffer): void {
     const st = this.stats;
-    st.PacketsReceived++;
-    if (this.closed) return;
     let buf: Uint8Array = pkt.data;
     let ipOff = pkt.start;
     if (Ipv6Header.check(buf, ipOff, pkt.length) !== null) {

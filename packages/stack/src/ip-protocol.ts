@@ -231,7 +231,11 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
     this.loopback = new LoopbackQueue(ctx.clock, ctx, opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
   }
 
-  abstract handlePacket(nic: NicHandle, pkt: PacketBuffer): void;
+  /**
+   * Checks and delivers one inbound packet (the IP header at `pkt.start`; counted received,
+   * the protocol open): the protocol's header rules, reassembly, its ICMP, its transports.
+   */
+  protected abstract receive(nic: NicHandle, pkt: PacketBuffer): void;
   /**
    * Sends `pkt` (the transport header at `start`) on `route`, already checked to be of this
    * version, with the protocol's header: fragmented, looped back or as it is.
@@ -266,6 +270,12 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   }
 
   // -- Receive ------------------------------------------------------------------------------
+
+  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
+    this.counts.PacketsReceived++;
+    if (this.closed) return;
+    this.receive(nic, pkt);
+  }
 
   /**
    * Hands `pkt` (its transport header at `start`) to the transport for `protocol`; undefined
