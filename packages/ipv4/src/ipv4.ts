@@ -3,7 +3,7 @@
  * fragmentation, reassembly, local loopback, path MTU, echo (and a ping API), ICMP errors.
  */
 import type { EchoOptions, IpOptions, ResolvedIpOptions, NicHandle, NetworkProtocolFactory, Route, StackContext, WriteParams } from '@usernet/stack';
-import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, PacketBuffer, resolveIpOptions } from '@usernet/stack';
+import { completeTransportChecksum, gsoFits, nicAddress, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   Ipv4Header,
   IPV4_FLAG_DF,
@@ -86,13 +86,15 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
   private readonly icmp = new IcmpHeader();
 
   constructor(ctx: StackContext, options: Ipv4Options = {}) {
-    super(ctx, resolveOptions(options), IPV4_COUNTERS, Reassembler);
+    super(ctx, 4, resolveOptions(options), IPV4_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
 
-  protected receive(nic: NicHandle, pkt: PacketBuffer): void {
+  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
     const st = this.stats;
+    st.PacketsReceived++;
+    if (this.closed) return;
     let buf: Uint8Array = pkt.data;
     let ipOff = pkt.start;
     const h = this.hdr;
@@ -124,14 +126,14 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
     // Destination: one of our addresses (weak host model, RFC 1122 §3.3.4.2, as Linux), or a
     // broadcast of the receiving NIC's subnets. No multicast membership, no forwarding.
     const dstOff = ipOff + 16;
-    let dst = this.nicAddress(nic, buf, dstOff);
+    let dst = nicAddress(nic, 4, buf, dstOff);
     let broadcast = false;
     if (dst === undefined) {
       if (nic.isBroadcastBytes(buf, dstOff)) {
         broadcast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (!isMulticastBytes(buf, dstOff)) {
-        const d = this.cachedDst(buf, dstOff);
+        const d = this.dstCache.get(buf, dstOff);
         if (this.ctx.isLocalAddress(d)) dst = d;
       }
       if (dst === undefined) {
@@ -152,7 +154,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
     const protocol = h.protocol;
     const ttl = h.ttl;
     const tos = h.tos;
-    const src = this.cachedSrc(buf, ipOff + 12);
+    const src = this.srcCache.get(buf, ipOff + 12);
     pkt.consume(hl);
     pkt.transportOffset = 0;
     if (protocol === IpProtocol.ICMP) {
@@ -160,7 +162,7 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
       this.handleIcmp(nic, pkt, buf, src, dst, ttl, tos, broadcast);
       return;
     }
-    const result = this.deliver(protocol, nic, src, dst, ttl, tos, broadcast, pkt);
+    const result = this.delivery.deliver(protocol, nic, src, dst, ttl, tos, broadcast, pkt);
     if (result === undefined) {
       // RFC 1122 §3.2.2.1: protocol unreachable for a protocol nobody speaks.
       st.UnknownProtocolReceived++;
@@ -354,10 +356,15 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
 
   // -- Send ---------------------------------------------------------------------------------
 
-  protected send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void {
+  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
     const st = this.stats;
+    if (this.closed) {
+      st.OutgoingPacketErrors++;
+      return;
+    }
     const remote = route.remote;
     const local = route.local;
+    if (remote.family !== 4 || local.family !== 4) throw errnoError('EAFNOSUPPORT', 'send', 'IPv4 route expected');
     const payloadLen = pkt.length;
     const total = IPV4_MIN_HEADER_LENGTH + payloadLen;
     if (total > IPV4_MAX_PACKET_LENGTH) {
@@ -378,9 +385,10 @@ export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOp
       return;
     }
     const mtu = this.learnedMtu(route);
-    if (total <= mtu || this.gsoFits(route, pkt, total, IPV4_MIN_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
+    if (total <= mtu || gsoFits(route, pkt, total, IPV4_MIN_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
-      this.sendOne(route.nic, pkt);
+      if (route.nic.writePacket(pkt)) st.PacketsSent++;
+      else st.OutgoingPacketErrors++;
       return;
     }
     if (df) {

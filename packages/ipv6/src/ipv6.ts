@@ -4,7 +4,7 @@
  * echo (and a ping API), ICMPv6 errors, and the neighbour discovery a point-to-point link needs.
  */
 import type { EchoOptions, IpOptions, NicHandle, NetworkProtocolFactory, ResolvedIpOptions, Route, StackContext, WriteParams } from '@usernet/stack';
-import { completeTransportChecksum, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
+import { completeTransportChecksum, gsoFits, nicAddress, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -111,13 +111,15 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
   private readonly skipOut: number[] = [0];
 
   constructor(ctx: StackContext, options: Ipv6Options = {}) {
-    super(ctx, resolveOptions(options), IPV6_COUNTERS, Reassembler);
+    super(ctx, 6, resolveOptions(options), IPV6_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
 
-  protected receive(nic: NicHandle, pkt: PacketBuffer): void {
+  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
     const st = this.stats;
+    st.PacketsReceived++;
+    if (this.closed) return;
     let buf: Uint8Array = pkt.data;
     let ipOff = pkt.start;
     if (Ipv6Header.check(buf, ipOff, pkt.length) !== null) {
@@ -136,20 +138,20 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
       return;
     }
     const dstOff = ipOff + 24;
-    let dst = this.nicAddress(nic, buf, dstOff);
+    let dst = nicAddress(nic, 6, buf, dstOff);
     let broadcast = false;
     let multicast = false;
     if (dst === undefined) {
       if (isAllNodes(buf, dstOff)) {
         broadcast = true;
         multicast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (isSolicitedNode(buf, dstOff) && this.solicitedNodeOfNic(nic, buf, dstOff)) {
         // Addressed to one node in practice (it names the low 24 bits of our address).
         multicast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (!isMulticast6(buf, dstOff)) {
-        const d = this.cachedDst(buf, dstOff);
+        const d = this.dstCache.get(buf, dstOff);
         if (this.ctx.isLocalAddress(d)) dst = d;
       }
       if (dst === undefined) {
@@ -201,7 +203,7 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
     if (w.atomicFragment) st.AtomicFragmentsReceived++;
     const hopLimit = buf[ipOff + 7]!;
     const tc = ((buf[ipOff]! & 0x0f) << 4) | (buf[ipOff + 1]! >> 4);
-    const src = this.cachedSrc(buf, ipOff + 8);
+    const src = this.srcCache.get(buf, ipOff + 8);
     const protocol = w.protocol;
     const upper = w.upperOffset;
     const nhField = w.nextHeaderFieldOffset;
@@ -212,7 +214,7 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
       this.handleIcmp(nic, pkt, buf, ipOff, src, dst, hopLimit, tc, multicast);
       return;
     }
-    const result = this.deliver(protocol, nic, src, dst, hopLimit, tc, broadcast, pkt);
+    const result = this.delivery.deliver(protocol, nic, src, dst, hopLimit, tc, broadcast, pkt);
     if (result === undefined) {
       // RFC 8200 §4: an unrecognised Next Header → parameter problem code 1 at that field.
       st.UnknownProtocolReceived++;
@@ -479,10 +481,15 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
 
   // -- Send ---------------------------------------------------------------------------------
 
-  protected send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void {
+  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
     const st = this.stats;
+    if (this.closed) {
+      st.OutgoingPacketErrors++;
+      return;
+    }
     const remote = route.remote;
     const local = route.local;
+    if (remote.family !== 6 || local.family !== 6) throw errnoError('EAFNOSUPPORT', 'send', 'IPv6 route expected');
     const payloadLen = pkt.length;
     if (payloadLen > IPV6_MAX_PAYLOAD_LENGTH) {
       st.OutgoingPacketErrors++;
@@ -499,9 +506,10 @@ export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOp
     }
     const mtu = this.learnedMtu(route);
     const total = IPV6_HEADER_LENGTH + payloadLen;
-    if (total <= mtu || this.gsoFits(route, pkt, total, IPV6_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
+    if (total <= mtu || gsoFits(route, pkt, total, IPV6_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
-      this.sendOne(route.nic, pkt);
+      if (route.nic.writePacket(pkt)) st.PacketsSent++;
+      else st.OutgoingPacketErrors++;
       return;
     }
     if (params?.dontFragment === true) {

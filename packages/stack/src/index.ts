@@ -16,3 +16,4 @@ export * from './gso.js';
 export * from './reassembly.js';
 export * from './ping.js';
 export * from './ip-protocol.js';
+export * from './ip-receive.js';

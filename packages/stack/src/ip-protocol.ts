@@ -17,11 +17,12 @@ import type { ErrnoCode } from './errors.js';
 import { LoopbackQueue } from './loopback.js';
 import type { EchoOptions } from './ping.js';
 import { PingTable } from './ping.js';
+import { AddressCache, TransportDelivery } from './ip-receive.js';
 import { PmtuCache } from './pmtu.js';
 import type { Random } from './random.js';
 import { TokenBucket } from './rate-limit.js';
 import type { BaseReassemblyCounter, ExpiredDatagram, FragmentReassembler, ReassemblyOptions } from './reassembly.js';
-import type { ControlMessage, DeliverResult, NetworkPacketInfo, NetworkProtocol, NicHandle, Route, StackContext, WriteParams } from './registration.js';
+import type { ControlMessage, NetworkProtocol, NicHandle, Route, StackContext, WriteParams } from './registration.js';
 import type { Counters } from './stats.js';
 import { createCounters } from './stats.js';
 
@@ -165,17 +166,6 @@ export class FlowIds {
   }
 }
 
-/** The per-packet facts handed to transports; reused between packets (borrowed for the call). */
-class PacketInfo implements NetworkPacketInfo {
-  nic!: NicHandle;
-  src!: IPAddress;
-  dst!: IPAddress;
-  ttl = 0;
-  tos = 0;
-  broadcast = false;
-  constructor(readonly network: NetworkProtocol) {}
-}
-
 /** A protocol's reassembler class (see {@link FragmentReassembler}). */
 export type ReassemblerClass<Re, C extends string> = new (clock: StackContext['clock'], options: ReassemblyOptions, stats: Counters<C>, onTimeout: (d: ExpiredDatagram) => void) => Re;
 
@@ -192,28 +182,33 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   abstract readonly name: string;
   abstract readonly version: 4 | 6;
   abstract readonly maxHeaderLength: number;
-  readonly stats: Counters<C>;
+  declare readonly stats: Counters<C>;
   /** The same counters, by the names every IP protocol has. */
-  protected readonly counts: Counters<IpCounter>;
-  protected readonly opts: ResolvedIpOptions;
-  protected readonly pmtu: PmtuCache;
-  protected readonly ids: FlowIds;
-  protected readonly pings: PingTable<R>;
+  protected declare readonly counts: Counters<IpCounter>;
+  protected declare readonly opts: ResolvedIpOptions;
+  protected declare readonly pmtu: PmtuCache;
+  protected declare readonly ids: FlowIds;
+  protected declare readonly pings: PingTable<R>;
   // ICMP error token bucket (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)).
-  protected readonly icmpErrors: TokenBucket;
-  protected readonly reassembler: Re;
+  protected declare readonly icmpErrors: TokenBucket;
+  protected declare readonly reassembler: Re;
   // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
-  protected readonly loopback: LoopbackQueue;
+  protected declare readonly loopback: LoopbackQueue;
   protected closed = false;
   /** Reused array for the fragments of one datagram. */
   protected readonly fragBatch: PacketBuffer[] = [];
-  private readonly info: PacketInfo;
-  private infoBusy = false;
-  private lastSrc: IPAddress | null = null;
-  private lastDst: IPAddress | null = null;
+  /**
+   * The receive path's helpers are objects of their own, not methods of this class: one class
+   * for both versions keeps their property accesses monomorphic in a dual-stack process.
+   */
+  protected declare readonly delivery: TransportDelivery;
+  /** The last source and destination addresses seen, reused while they repeat. */
+  protected declare readonly srcCache: AddressCache;
+  protected declare readonly dstCache: AddressCache;
 
   protected constructor(
     protected readonly ctx: StackContext,
+    family: 4 | 6,
     opts: ResolvedIpOptions,
     counterNames: readonly C[],
     reassembler: ReassemblerClass<Re, C>,
@@ -222,7 +217,9 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
     this.stats = createCounters(counterNames);
     this.counts = this.stats as unknown as Counters<IpCounter>;
     this.pmtu = new PmtuCache(ctx.clock, opts.pmtuCacheSize, opts.pmtuExpiryMs);
-    this.info = new PacketInfo(this);
+    this.delivery = new TransportDelivery(this, ctx);
+    this.srcCache = new AddressCache(family);
+    this.dstCache = new AddressCache(family);
     this.ids = new FlowIds(ctx.random);
     this.pings = new PingTable(ctx.clock, ctx.random.uint32() & 0xffff, opts.maxOutstandingPings);
     this.icmpErrors = new TokenBucket(ctx.clock, opts.icmpErrorRate, opts.icmpErrorBurst);
@@ -231,16 +228,9 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
     this.loopback = new LoopbackQueue(ctx.clock, ctx, opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
   }
 
-  /**
-   * Checks and delivers one inbound packet (the IP header at `pkt.start`; counted received,
-   * the protocol open): the protocol's header rules, reassembly, its ICMP, its transports.
-   */
-  protected abstract receive(nic: NicHandle, pkt: PacketBuffer): void;
-  /**
-   * Sends `pkt` (the transport header at `start`) on `route`, already checked to be of this
-   * version, with the protocol's header: fragmented, looped back or as it is.
-   */
-  protected abstract send(route: Route, transportProtocol: number, pkt: PacketBuffer, params: WriteParams | undefined): void;
+  // The per-packet entry points stay in each protocol: no shared method, no polymorphic call on the hot path.
+  abstract handlePacket(nic: NicHandle, pkt: PacketBuffer): void;
+  abstract writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void;
   /** An incomplete datagram timed out: ICMP time exceeded when the first fragment arrived (RFC 792, RFC 8200 §4.5). */
   protected abstract reassemblyTimedOut(d: ExpiredDatagram): void;
   /** Sends an echo request for {@link ping} (with {@link sendPing}); throws what the promise rejects with. */
@@ -267,62 +257,6 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   /** Pings awaiting a reply. */
   get outstandingPings(): number {
     return this.pings.size;
-  }
-
-  // -- Receive ------------------------------------------------------------------------------
-
-  handlePacket(nic: NicHandle, pkt: PacketBuffer): void {
-    this.counts.PacketsReceived++;
-    if (this.closed) return;
-    this.receive(nic, pkt);
-  }
-
-  /**
-   * Hands `pkt` (its transport header at `start`) to the transport for `protocol`; undefined
-   * when no transport speaks it. The packet facts are one reused object, or a fresh one when a
-   * transport sends to ourselves from inside this call.
-   */
-  protected deliver(protocol: number, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean, pkt: PacketBuffer): DeliverResult | undefined {
-    const reentrant = this.infoBusy;
-    const info = reentrant ? new PacketInfo(this) : this.info;
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = ttl;
-    info.tos = tos;
-    info.broadcast = broadcast;
-    this.infoBusy = true;
-    try {
-      return this.ctx.deliverTransport(protocol, info, pkt);
-    } finally {
-      if (!reentrant) this.infoBusy = false;
-    }
-  }
-
-  /** The source address at `buf[off..)`, the same object as the last packet's when equal. */
-  protected cachedSrc(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastSrc;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, this.version === 4 ? 4 : 16);
-    this.lastSrc = a;
-    return a;
-  }
-
-  /** The destination address at `buf[off..)`, the same object as the last packet's when equal. */
-  protected cachedDst(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastDst;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, this.version === 4 ? 4 : 16);
-    this.lastDst = a;
-    return a;
-  }
-
-  /** One of `nic`'s own addresses of this version equal to `buf[off..)`, or undefined. */
-  protected nicAddress(nic: NicHandle, buf: Uint8Array, off: number): IPAddress | undefined {
-    for (const a of nic.addresses) {
-      if (a.address.family === this.version && a.address.equalsBytes(buf, off)) return a.address;
-    }
-    return undefined;
   }
 
   // -- ICMP ---------------------------------------------------------------------------------
@@ -430,30 +364,6 @@ export abstract class IpProtocolBase<C extends string, R, O extends EchoOptions,
   }
 
   // -- Send ---------------------------------------------------------------------------------
-
-  writePacket(route: Route, transportProtocol: number, pkt: PacketBuffer, params?: WriteParams): void {
-    if (this.closed) {
-      this.counts.OutgoingPacketErrors++;
-      return;
-    }
-    if (route.remote.family !== this.version || route.local.family !== this.version) throw errnoError('EAFNOSUPPORT', 'send', `IPv${this.version} route expected`);
-    this.send(route, transportProtocol, pkt, params);
-  }
-
-  /** Hands one packet, its IP header written, to `nic`, counted. */
-  protected sendOne(nic: NicHandle, pkt: PacketBuffer): void {
-    if (nic.writePacket(pkt)) this.counts.PacketsSent++;
-    else this.counts.OutgoingPacketErrors++;
-  }
-
-  /**
-   * True when `pkt`, a GSO super-segment of `total` bytes behind a `headerLength`-byte IP
-   * header, may go as one: the link splits it into gsoSize-byte payloads, each behind a copy of
-   * the transport header, and each piece must fit the path MTU.
-   */
-  protected gsoFits(route: Route, pkt: PacketBuffer, total: number, headerLength: number, transportHeaderLength: number, mtu: number): boolean {
-    return pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + headerLength + transportHeaderLength <= mtu;
-  }
 
   /** Writes the fragments in {@link fragBatch} with one link write (DESIGN.md rule 7) and counts them. */
   protected sendFragments(nic: NicHandle): void {
