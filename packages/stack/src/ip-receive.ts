@@ -36,8 +36,9 @@ export class TransportDelivery {
    * transport sends to ourselves from inside this call (re-entrant delivery).
    */
   deliver(protocol: number, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean, pkt: PacketBuffer): DeliverResult | undefined {
-    const reentrant = this.busy;
-    const info = reentrant ? new PacketInfo(this.network) : this.info;
+    // Kept small (the nested case out of line): it is inlined into each protocol's receive path.
+    if (this.busy) return this.deliverNested(protocol, nic, src, dst, ttl, tos, broadcast, pkt);
+    const info = this.info;
     info.nic = nic;
     info.src = src;
     info.dst = dst;
@@ -48,8 +49,19 @@ export class TransportDelivery {
     try {
       return this.ctx.deliverTransport(protocol, info, pkt);
     } finally {
-      if (!reentrant) this.busy = false;
+      this.busy = false;
     }
+  }
+
+  private deliverNested(protocol: number, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean, pkt: PacketBuffer): DeliverResult | undefined {
+    const info = new PacketInfo(this.network);
+    info.nic = nic;
+    info.src = src;
+    info.dst = dst;
+    info.ttl = ttl;
+    info.tos = tos;
+    info.broadcast = broadcast;
+    return this.ctx.deliverTransport(protocol, info, pkt);
   }
 }
 
@@ -74,8 +86,11 @@ export class AddressCache {
 
 /** One of `nic`'s own addresses of `family` equal to `buf[off..)`, or undefined. */
 export function nicAddress(nic: NicHandle, family: 4 | 6, buf: Uint8Array, off: number): IPAddress | undefined {
-  for (const a of nic.addresses) {
-    if (a.address.family === family && a.address.equalsBytes(buf, off)) return a.address;
+  // An indexed loop: far less bytecode than for-of, so it stays within the inlining budget.
+  const list = nic.addresses;
+  for (let i = 0; i < list.length; i++) {
+    const a = list[i]!.address;
+    if (a.family === family && a.equalsBytes(buf, off)) return a;
   }
   return undefined;
 }
