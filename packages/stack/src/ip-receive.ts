@@ -38,13 +38,7 @@ export class TransportDelivery {
   deliver(protocol: number, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean, pkt: PacketBuffer): DeliverResult | undefined {
     // Kept small (the nested case out of line): it is inlined into each protocol's receive path.
     if (this.busy) return this.deliverNested(protocol, nic, src, dst, ttl, tos, broadcast, pkt);
-    const info = this.info;
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = ttl;
-    info.tos = tos;
-    info.broadcast = broadcast;
+    const info = fill(this.info, nic, src, dst, ttl, tos, broadcast);
     this.busy = true;
     try {
       return this.ctx.deliverTransport(protocol, info, pkt);
@@ -54,15 +48,18 @@ export class TransportDelivery {
   }
 
   private deliverNested(protocol: number, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean, pkt: PacketBuffer): DeliverResult | undefined {
-    const info = new PacketInfo(this.network);
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = ttl;
-    info.tos = tos;
-    info.broadcast = broadcast;
-    return this.ctx.deliverTransport(protocol, info, pkt);
+    return this.ctx.deliverTransport(protocol, fill(new PacketInfo(this.network), nic, src, dst, ttl, tos, broadcast), pkt);
   }
+}
+
+function fill(info: PacketInfo, nic: NicHandle, src: IPAddress, dst: IPAddress, ttl: number, tos: number, broadcast: boolean): PacketInfo {
+  info.nic = nic;
+  info.src = src;
+  info.dst = dst;
+  info.ttl = ttl;
+  info.tos = tos;
+  info.broadcast = broadcast;
+  return info;
 }
 
 /** The last address read from packets, reused (no allocation) while packets repeat it. */
