@@ -2,32 +2,8 @@
  * The IPv4 network protocol with ICMPv4 inside: receive validation and delivery, sending with
  * fragmentation, reassembly, local loopback, path MTU, echo (and a ping API), ICMP errors.
  */
-import type {
-  ControlMessage,
-  Counters,
-  NetworkPacketInfo,
-  NetworkProtocol,
-  NetworkProtocolFactory,
-  NicHandle,
-  Route,
-  StackContext,
-  Timer,
-  WriteParams,
-} from '@usernet/stack';
-import {
-  createCounters,
-  DeliverResult,
-  errnoError,
-  finishChecksum,
-  gsoTransportHeaderLength,
-  IPAddress,
-  LoopbackQueue,
-  PacketBuffer,
-  pseudoHeaderSum,
-  sumBytes,
-  PmtuCache,
-  TokenBucket,
-} from '@usernet/stack';
+import type { EchoOptions, IpOptions, ResolvedIpOptions, NicHandle, NetworkProtocolFactory, Route, StackContext, WriteParams } from '@usernet/stack';
+import { completeTransportChecksum, gsoFits, nicAddress, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   Ipv4Header,
   IPV4_FLAG_DF,
@@ -55,47 +31,19 @@ import {
 import type { ExpiredDatagram } from './reassembly.js';
 import { Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
 
-/** Buckets of IP ID counters (a power of two). */
-const ID_BUCKETS = 2048;
-
 /** The lowest path MTU an ICMP report can set (Linux net.ipv4.route.min_pmtu). */
 export const PMTU_FLOOR = 552;
 
-export interface Ipv4Options {
+export interface Ipv4Options extends IpOptions {
   /** TTL of packets we originate when the transport gives none. Default 64 (Linux ip_default_ttl). */
   ttl?: number;
   /** Lifetime of an incomplete datagram, ms. Default 30000 (Linux ipfrag_time). */
   reassemblyTimeoutMs?: number;
-  /** Bytes the reassembly table may hold. Default 4 MiB (Linux ipfrag_high_thresh). */
-  reassemblyMemoryLimit?: number;
-  /**
-   * Fragments one datagram may have. Default 1365: enough for a 65535-byte datagram over the
-   * 68-byte minimum MTU (48 data bytes per fragment).
-   */
-  maxFragmentsPerDatagram?: number;
-  /** ICMP errors per second we send at most (token bucket; 0 allows only the initial burst). Default 1000 (Linux icmp_msgs_per_sec). */
-  icmpErrorRate?: number;
-  /** Token bucket depth for ICMP errors. Default 50 (Linux icmp_msgs_burst). */
-  icmpErrorBurst?: number;
-  /** Path MTU cache entries. Default 1024. */
-  pmtuCacheSize?: number;
-  /** Lifetime of a learned path MTU, ms. Default 600000 (10 minutes, RFC 1191 §6.3). */
-  pmtuExpiryMs?: number;
-  /** Pings awaiting a reply at once. Default 1024. */
-  maxOutstandingPings?: number;
-  /** Packets to our own addresses waiting for local delivery. Default 4096. */
-  loopbackQueueLimit?: number;
 }
 
-export interface PingOptions {
-  /** Bytes of ICMP data (after the 8-byte ICMP header). Default 56, like ping(8). */
-  size?: number;
-  /** Give up after this long, ms (rejects with ETIMEDOUT). Default 1000. */
-  timeoutMs?: number;
+export interface PingOptions extends EchoOptions {
   /** TTL of the request; the protocol default when omitted. */
   ttl?: number;
-  /** Exact data to send (overrides `size`). */
-  payload?: Uint8Array;
 }
 
 export interface PingResult {
@@ -109,41 +57,9 @@ export interface PingResult {
   seq: number;
 }
 
-export const IPV4_COUNTERS = [
-  'PacketsReceived',
-  'PacketsDelivered',
-  'PacketsSent',
-  'MalformedPacketsReceived',
-  'InvalidDestinationAddressesReceived',
-  'InvalidSourceAddressesReceived',
-  'UnknownProtocolReceived',
-  ...REASSEMBLY_COUNTERS,
-  'FragmentsCreated',
-  'FragmentedDatagramsSent',
-  'OutgoingPacketErrors',
-  'LoopbackPackets',
-  'LoopbackDropped',
-  'PmtuUpdates',
-  /** Fragmentation-needed reports not applied: no DF in the quote, or the transport did not confirm the flow (RFC 5927). */
-  'PmtuReportsIgnored',
-  'IcmpMessagesReceived',
-  'IcmpMalformedReceived',
-  'IcmpEchoRequestsReceived',
-  'IcmpEchoRequestsIgnored',
-  'IcmpEchoRepliesSent',
-  'IcmpEchoRequestsSent',
-  'IcmpEchoRepliesReceived',
-  'IcmpEchoRepliesUnmatched',
-  'IcmpErrorsSent',
-  'IcmpErrorsRateLimited',
-  'IcmpErrorsReceived',
-  'IcmpErrorsIgnored',
-  'IcmpOtherReceived',
-] as const;
+export const IPV4_COUNTERS = [...IP_RECEIVE_COUNTERS, ...REASSEMBLY_COUNTERS, ...IP_SEND_COUNTERS, ...ICMP_COUNTERS] as const;
 export type Ipv4Counter = (typeof IPV4_COUNTERS)[number];
 
-/** Default headroom of packets this protocol originates (room for the IP header and a link's). */
-const ORIGIN_HEADROOM = 64;
 /** Headroom of each fragment we create. */
 const FRAGMENT_HEADROOM = 16;
 /** RFC 1812 §4.3.2.3: an ICMP error, IP header included, need not exceed 576 bytes. */
@@ -151,127 +67,26 @@ const ICMP_ERROR_MAX = 576;
 /** Largest echo data: 65535 minus the IP and ICMP headers. */
 const MAX_PING_DATA = IPV4_MAX_PACKET_LENGTH - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH;
 
-interface PendingPing {
-  seq: number;
-  remote: IPAddress;
-  broadcast: boolean;
-  sentAt: number;
-  data: Uint8Array;
-  timer: Timer;
-  resolve: (r: PingResult) => void;
-  reject: (e: Error) => void;
-}
-
-/** The per-packet facts handed to transports; reused between packets (borrowed for the call). */
-class PacketInfo implements NetworkPacketInfo {
-  nic!: NicHandle;
-  src!: IPAddress;
-  dst!: IPAddress;
-  ttl = 0;
-  tos = 0;
-  broadcast = false;
-  constructor(readonly network: NetworkProtocol) {}
-}
-
-function positiveInt(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw errnoError('EINVAL', 'ipv4', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
-function resolveOptions(o: Ipv4Options): Required<Ipv4Options> {
-  const rate = o.icmpErrorRate ?? 1000;
-  if (typeof rate !== 'number' || Number.isNaN(rate) || rate < 0) throw errnoError('EINVAL', 'ipv4', `icmpErrorRate must be >= 0`);
-  return {
-    ttl: positiveInt('ttl', o.ttl, 64, 1, 255),
-    reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 30_000),
-    reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
-    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, 1365, 2, 8192),
-    icmpErrorRate: rate,
-    icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
-    pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
-    pmtuExpiryMs: positiveInt('pmtuExpiryMs', o.pmtuExpiryMs, 600_000),
-    maxOutstandingPings: positiveInt('maxOutstandingPings', o.maxOutstandingPings, 1024, 1, 65536),
-    loopbackQueueLimit: positiveInt('loopbackQueueLimit', o.loopbackQueueLimit, 4096),
-  };
+function resolveOptions(o: Ipv4Options): ResolvedIpOptions {
+  return resolveIpOptions('ipv4', o, 'ttl', o.ttl, { reassemblyTimeoutMs: 30_000, maxFragmentsPerDatagram: 1365 });
 }
 
 /**
  * IPv4 (RFC 791, host requirements of RFC 1122) and ICMPv4 (RFC 792). Created by {@link ipv4}
  * when the stack is assembled; reach it with `stack.network<IPv4Protocol>('ipv4')`.
  */
-export class IPv4Protocol implements NetworkProtocol {
+export class IPv4Protocol extends IpProtocolBase<Ipv4Counter, PingResult, PingOptions, Reassembler> {
   readonly name = 'ipv4';
   readonly version = 4 as const;
   readonly maxHeaderLength = IPV4_MAX_HEADER_LENGTH;
-  readonly stats: Counters<Ipv4Counter> = createCounters(IPV4_COUNTERS);
-
-  private readonly opts: Required<Ipv4Options>;
+  protected readonly icmpProtocol = IpProtocol.ICMP;
+  protected readonly icmpQuoteMax = ICMP_ERROR_MAX - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH;
+  protected readonly localMtu = IPV4_MAX_PACKET_LENGTH;
   private readonly hdr = new Ipv4Header();
   private readonly icmp = new IcmpHeader();
-  private readonly info: PacketInfo;
-  private infoBusy = false;
-  private lastSrc: IPAddress | null = null;
-  private lastDst: IPAddress | null = null;
-  private readonly idCounters = new Uint16Array(ID_BUCKETS);
-  /** Reused array for the fragments of one datagram. */
-  private readonly fragBatch: PacketBuffer[] = [];
-  private idKey0 = 0;
-  private idKey1 = 0;
-  private readonly reassembler: Reassembler;
-  private readonly pmtu: PmtuCache;
-  // ICMP error token bucket (RFC 1812 §4.3.2.8 asks for a rate limit).
-  private readonly icmpErrors: TokenBucket;
-  // Loopback: packets to our own addresses, delivered from a timer (never re-entrantly).
-  private readonly loopback: LoopbackQueue;
-  // Ping.
-  private readonly pingId: number;
-  private nextSeq = 0;
-  private readonly pings = new Map<number, PendingPing>();
-  private closed = false;
 
-  constructor(
-    private readonly ctx: StackContext,
-    options: Ipv4Options = {},
-  ) {
-    this.opts = resolveOptions(options);
-    this.pmtu = new PmtuCache(ctx.clock, this.opts.pmtuCacheSize, this.opts.pmtuExpiryMs);
-    this.info = new PacketInfo(this);
-    // RFC 6864 / RFC 7739: IP IDs from counters chosen by a keyed hash of (src, dst, protocol),
-    // like Linux's ip_idents: unique per flow for reassembly, not one global, observable count.
-    for (let i = 0; i < this.idCounters.length; i++) this.idCounters[i] = ctx.random.uint32() & 0xffff;
-    this.idKey0 = ctx.random.uint32() | 0;
-    this.idKey1 = ctx.random.uint32() | 0;
-    this.pingId = ctx.random.uint32() & 0xffff;
-    this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
-    this.reassembler = new Reassembler(
-      ctx.clock,
-      {
-        timeoutMs: this.opts.reassemblyTimeoutMs,
-        memoryLimit: this.opts.reassemblyMemoryLimit,
-        maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram,
-      },
-      this.stats,
-      (d) => this.reassemblyTimedOut(d),
-    );
-    this.loopback = new LoopbackQueue(ctx.clock, ctx, this.opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
-  }
-
-  /** Bytes the reassembly table holds now (never above `reassemblyMemoryLimit`). */
-  get reassemblyMemory(): number {
-    return this.reassembler.memory;
-  }
-
-  /** Datagrams being reassembled now. */
-  get reassemblyDatagrams(): number {
-    return this.reassembler.size;
-  }
-
-  /** Pings awaiting a reply. */
-  get outstandingPings(): number {
-    return this.pings.size;
+  constructor(ctx: StackContext, options: Ipv4Options = {}) {
+    super(ctx, 4, resolveOptions(options), IPV4_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
@@ -311,20 +126,14 @@ export class IPv4Protocol implements NetworkProtocol {
     // Destination: one of our addresses (weak host model, RFC 1122 §3.3.4.2, as Linux), or a
     // broadcast of the receiving NIC's subnets. No multicast membership, no forwarding.
     const dstOff = ipOff + 16;
-    let dst: IPAddress | undefined;
+    let dst = nicAddress(nic, 4, buf, dstOff);
     let broadcast = false;
-    for (const a of nic.addresses) {
-      if (a.address.family === 4 && a.address.equalsBytes(buf, dstOff)) {
-        dst = a.address;
-        break;
-      }
-    }
     if (dst === undefined) {
       if (nic.isBroadcastBytes(buf, dstOff)) {
         broadcast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (!isMulticastBytes(buf, dstOff)) {
-        const d = this.cachedDst(buf, dstOff);
+        const d = this.dstCache.get(buf, dstOff);
         if (this.ctx.isLocalAddress(d)) dst = d;
       }
       if (dst === undefined) {
@@ -345,7 +154,7 @@ export class IPv4Protocol implements NetworkProtocol {
     const protocol = h.protocol;
     const ttl = h.ttl;
     const tos = h.tos;
-    const src = this.cachedSrc(buf, ipOff + 12);
+    const src = this.srcCache.get(buf, ipOff + 12);
     pkt.consume(hl);
     pkt.transportOffset = 0;
     if (protocol === IpProtocol.ICMP) {
@@ -353,21 +162,7 @@ export class IPv4Protocol implements NetworkProtocol {
       this.handleIcmp(nic, pkt, buf, src, dst, ttl, tos, broadcast);
       return;
     }
-    const reentrant = this.infoBusy;
-    const info = reentrant ? new PacketInfo(this) : this.info;
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = ttl;
-    info.tos = tos;
-    info.broadcast = broadcast;
-    this.infoBusy = true;
-    let result: DeliverResult | undefined;
-    try {
-      result = this.ctx.deliverTransport(protocol, info, pkt);
-    } finally {
-      if (!reentrant) this.infoBusy = false;
-    }
+    const result = this.delivery.deliver(protocol, nic, src, dst, ttl, tos, broadcast, pkt);
     if (result === undefined) {
       // RFC 1122 §3.2.2.1: protocol unreachable for a protocol nobody speaks.
       st.UnknownProtocolReceived++;
@@ -381,22 +176,6 @@ export class IPv4Protocol implements NetworkProtocol {
       // The transport left the bytes alone when it found no endpoint: quote them.
       if (!broadcast) this.sendIcmpError(nic, buf, ipOff, total, IcmpType.DestinationUnreachable, IcmpUnreachableCode.Port, 0);
     }
-  }
-
-  private cachedSrc(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastSrc;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 4);
-    this.lastSrc = a;
-    return a;
-  }
-
-  private cachedDst(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastDst;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 4);
-    this.lastDst = a;
-    return a;
   }
 
   // -- ICMP receive -------------------------------------------------------------------------
@@ -456,32 +235,16 @@ export class IPv4Protocol implements NetworkProtocol {
     buf[off] = IcmpType.EchoReply;
     buf[off + 1] = 0;
     setIcmpChecksum(buf, off, pkt.length);
-    pkt.checksumVerified = false;
-    pkt.needsChecksum = false;
-    let route: Route;
-    try {
-      route = this.ctx.findRoute(src, dst);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    try {
-      this.writePacket(route, IpProtocol.ICMP, pkt, { tos });
-      this.stats.IcmpEchoRepliesSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    this.sendEchoReply(pkt, src, dst, tos);
   }
 
   private handleEchoReply(m: IcmpHeader, src: IPAddress, ttl: number): void {
-    const p = m.identifier === this.pingId ? this.pings.get(m.sequence) : undefined;
-    if (p === undefined || (!p.broadcast && !p.remote.equals(src)) || !sameBytes(m.buf, m.dataOffset, m.dataLength, p.data)) {
+    const p = this.pings.reply(m.identifier, m.sequence, src, m.buf, m.dataOffset, m.dataLength);
+    if (p === undefined) {
       this.stats.IcmpEchoRepliesUnmatched++;
       return;
     }
-    this.pings.delete(p.seq);
-    p.timer.cancel();
-    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, ttl, bytes: m.len, seq: p.seq });
+    p.resolve({ rtt: this.pings.rtt(p), ttl, bytes: m.len, seq: p.seq });
   }
 
   /**
@@ -530,39 +293,14 @@ export class IPv4Protocol implements NetworkProtocol {
       // About one of our echo requests: fail that ping. Pings go without DF, so a
       // fragmentation-needed about one teaches nothing about the path.
       if (mtu !== undefined) st.PmtuReportsIgnored++;
-      if (buf[th] === IcmpType.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
-        const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
-        const p = this.pings.get(seq);
-        if (p !== undefined) {
-          this.pings.delete(seq);
-          p.timer.cancel();
-          p.reject(errnoError(error, 'ping', `ICMP type ${type} code ${code} about ${qDst.toString()}`));
-        }
+      if (buf[th] === IcmpType.EchoRequest) {
+        const p = this.pings.quoted((buf[th + 4]! << 8) | buf[th + 5]!, (buf[th + 6]! << 8) | buf[th + 7]!, null);
+        if (p !== undefined) this.pings.fail(p, errnoError(error, 'ping', `ICMP type ${type} code ${code} about ${qDst.toString()}`));
       }
       return;
     }
-    const msg: ControlMessage = {
-      error,
-      ...(mtu !== undefined ? { mtu } : {}),
-      type,
-      code,
-      src: qSrc,
-      dst: qDst,
-      transportHeader: buf.subarray(th, th + thLen),
-      network: this,
-      nic,
-    };
-    this.loopback.noteProtocol(qProto);
-    const accepted = this.ctx.deliverControl(qProto, msg);
-    if (!accepted) st.IcmpErrorsIgnored++;
-    if (mtu === undefined) return;
-    if (!accepted) {
-      st.PmtuReportsIgnored++;
-      return;
-    }
-    const gen = this.pmtu.generation;
-    this.pmtu.lower(qDst.key, mtu, nic.mtu);
-    if (this.pmtu.generation !== gen) st.PmtuUpdates++;
+    const accepted = this.deliverError(nic, error, mtu, type, code, qSrc, qDst, qProto, buf, th, thLen);
+    this.learnPathMtu(nic, qDst, mtu, accepted);
   }
 
   /**
@@ -581,11 +319,6 @@ export class IPv4Protocol implements NetworkProtocol {
   }
 
   // -- ICMP send ----------------------------------------------------------------------------
-
-  /** Token bucket: may we send one more ICMP error now? */
-  private allowIcmpError(): boolean {
-    return this.icmpErrors.take();
-  }
 
   /**
    * Sends an ICMP error about the packet at `buf[ipOff..ipOff+len)` (a checked IP header) back
@@ -608,40 +341,14 @@ export class IPv4Protocol implements NetworkProtocol {
       // Only queries may be answered with an error; an unreadable type counts as an error.
       if (hl >= len || !isIcmpQueryType(buf[ipOff + hl]!)) return;
     }
-    if (!this.allowIcmpError()) {
-      this.stats.IcmpErrorsRateLimited++;
-      return;
-    }
-    const src = IPAddress.fromBytes(buf, srcOff, 4);
-    const origDst = IPAddress.fromBytes(buf, dstOff, 4);
-    let route: Route;
-    try {
-      route = this.ctx.findRoute(src, this.ctx.isLocalAddress(origDst) ? origDst : null);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    const quote = Math.min(len, ICMP_ERROR_MAX - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMP_HEADER_LENGTH + quote);
-    const out = pkt.data;
-    const o = pkt.start;
-    out[o] = type;
-    out[o + 1] = code;
-    out[o + 4] = rest >>> 24;
-    out[o + 5] = (rest >>> 16) & 0xff;
-    out[o + 6] = (rest >>> 8) & 0xff;
-    out[o + 7] = rest & 0xff;
-    out.set(buf.subarray(ipOff, ipOff + quote), o + ICMP_HEADER_LENGTH);
-    setIcmpChecksum(out, o, pkt.length);
-    try {
-      this.writePacket(route, IpProtocol.ICMP, pkt);
-      this.stats.IcmpErrorsSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    this.emitIcmpError(buf, ipOff, len, srcOff, dstOff, undefined, type, code, rest);
   }
 
-  private reassemblyTimedOut(d: ExpiredDatagram): void {
+  protected setIcmpChecksum(out: Uint8Array, o: number, len: number): void {
+    setIcmpChecksum(out, o, len);
+  }
+
+  protected reassemblyTimedOut(d: ExpiredDatagram): void {
     const q = d.firstFragment;
     if (q === null || this.closed) return;
     this.sendIcmpError(d.nic, q, 0, q.length, IcmpType.TimeExceeded, IcmpTimeExceededCode.FragmentReassembly, 0);
@@ -664,23 +371,21 @@ export class IPv4Protocol implements NetworkProtocol {
       st.OutgoingPacketErrors++;
       throw errnoError('EMSGSIZE', 'send', `${total}-byte IPv4 datagram exceeds 65535`);
     }
-    const ttl = params?.ttl ?? this.opts.ttl;
+    const ttl = params?.ttl ?? this.opts.hop;
     const tos = params?.tos ?? 0;
     const df = params?.dontFragment === true;
-    const id = this.nextIpId(local.bytes, remote.bytes, transportProtocol);
+    // RFC 6864 / RFC 7739: an IP ID from a per-flow counter (the low 16 bits).
+    const id = this.ids.next(local.bytes, remote.bytes, transportProtocol) & 0xffff;
     const isLocal = this.ctx.isLocalAddress(remote);
     if (isLocal) {
       // Like Linux's lo: no MTU to respect, nothing can corrupt the bytes.
-      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      if (pkt.needsChecksum) completeTransportChecksum(pkt, transportProtocol);
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
       this.queueLoopback(route.nic, pkt);
       return;
     }
     const mtu = this.learnedMtu(route);
-    // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
-    // transport header; each piece must fit the path MTU.
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV4_MIN_HEADER_LENGTH + gsoTransportHeaderLength(transportProtocol, pkt) <= mtu;
-    if (total <= mtu || gso) {
+    if (total <= mtu || gsoFits(route, pkt, total, IPV4_MIN_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tos, total, id, df ? IPV4_FLAG_DF : 0, ttl, transportProtocol, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
       else st.OutgoingPacketErrors++;
@@ -691,19 +396,6 @@ export class IPv4Protocol implements NetworkProtocol {
       throw errnoError('EMSGSIZE', 'send', `${total}-byte datagram with DF set exceeds path MTU ${mtu}`);
     }
     this.fragment(route, transportProtocol, pkt, mtu, tos, id, ttl);
-  }
-
-  /** The next IP ID for (src, dst, protocol): a counter picked by a keyed 32-bit mix. */
-  private nextIpId(src: Uint8Array, dst: Uint8Array, protocol: number): number {
-    let h = this.idKey0 ^ protocol;
-    h = Math.imul(h ^ ((src[0]! << 24) | (src[1]! << 16) | (src[2]! << 8) | src[3]!), 0x9e3779b1);
-    h = Math.imul(h ^ (h >>> 15) ^ ((dst[0]! << 24) | (dst[1]! << 16) | (dst[2]! << 8) | dst[3]!), 0x85ebca77);
-    h = Math.imul(h ^ (h >>> 13) ^ this.idKey1, 0xc2b2ae3d);
-    h ^= h >>> 16;
-    const b = h & (ID_BUCKETS - 1);
-    const id = this.idCounters[b]!;
-    this.idCounters[b] = id + 1;
-    return id;
   }
 
   private prependHeader(pkt: PacketBuffer, tos: number, total: number, id: number, flags: number, ttl: number, proto: number, local: IPAddress, remote: IPAddress): void {
@@ -719,15 +411,13 @@ export class IPv4Protocol implements NetworkProtocol {
   private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tos: number, id: number, ttl: number): void {
     const st = this.stats;
     // A link cannot finish a transport checksum spread over fragments: do it here.
-    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    if (pkt.needsChecksum) completeTransportChecksum(pkt, proto);
     const maxData = (mtu - IPV4_MIN_HEADER_LENGTH) & ~7;
     const payloadLen = pkt.length;
     const src = route.local.bytes;
     const dst = route.remote.bytes;
-    const nic = route.nic;
     st.FragmentedDatagramsSent++;
     const batch = this.fragBatch;
-    const count = Math.ceil(payloadLen / maxData);
     for (let off = 0; off < payloadLen; off += maxData) {
       const n = Math.min(maxData, payloadLen - off);
       const more = off + n < payloadLen;
@@ -740,146 +430,14 @@ export class IPv4Protocol implements NetworkProtocol {
       st.FragmentsCreated++;
       batch.push(frag);
     }
-    // One link write for the whole datagram (DESIGN.md rule 7).
-    const sent = nic.writePackets(batch);
-    batch.length = 0;
-    st.PacketsSent += sent;
-    st.OutgoingPacketErrors += count - sent;
+    this.sendFragments(route.nic);
   }
-
-  /**
-   * Finishes a checksum the transport left as the pseudo-header sum (checksum offload): the
-   * sum over the whole segment, field included, complemented (RFC 1071). UDP and TCP only.
-   */
-  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
-    const field = proto === IpProtocol.UDP ? 6 : proto === IpProtocol.TCP ? 16 : -1;
-    pkt.needsChecksum = false;
-    if (field < 0 || pkt.length < field + 2) return;
-    const buf = pkt.data;
-    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
-    if (c === 0 && proto === IpProtocol.UDP) c = 0xffff; // RFC 768: 0 means "no checksum"
-    buf[pkt.start + field] = c >> 8;
-    buf[pkt.start + field + 1] = c & 0xff;
-  }
-
-  pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {
-    return pseudoHeaderSum(src.bytes, dst.bytes, transportProtocol, length);
-  }
-
-  /** The link MTU, lowered by what ICMP fragmentation-needed taught us (RFC 1191); 65535 to ourselves. */
-  pathMtu(route: Route): number {
-    if (this.ctx.isLocalAddress(route.remote)) return IPV4_MAX_PACKET_LENGTH;
-    return this.learnedMtu(route);
-  }
-
-  private learnedMtu(route: Route): number {
-    return this.pmtu.get(route.remote.key, route.nic.mtu);
-  }
-
-  get pathMtuGeneration(): number {
-    return this.pmtu.generation;
-  }
-
-  pathMtuExpiry(route: Route): number {
-    return this.pmtu.expiresAt(route.remote.key);
-  }
-
-  // -- Loopback -----------------------------------------------------------------------------
-
-  private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
-    if (!this.loopback.push(nic, pkt)) {
-      this.stats.LoopbackDropped++;
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    this.stats.PacketsSent++;
-    this.stats.LoopbackPackets++;
-  }
-
 
   // -- Ping ---------------------------------------------------------------------------------
 
-  /**
-   * Sends an ICMP echo request to `remote` and resolves with the reply. Rejects with
-   * ETIMEDOUT when no reply comes within `timeoutMs`, with the code an ICMP error maps to
-   * (EHOSTUNREACH, ENETUNREACH, …), with ENETUNREACH when there is no route, or ENOBUFS when
-   * too many pings are outstanding. Sizes beyond the path MTU are fragmented.
-   */
-  ping(remote: IPAddress | string, opts: PingOptions = {}): Promise<PingResult> {
-    return new Promise<PingResult>((resolve, reject) => {
-      try {
-        this.startPing(remote, opts, resolve, reject);
-      } catch (e) {
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
+  protected startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+    this.sendPing(remote, opts, 'ttl', opts.ttl, MAX_PING_DATA, IcmpType.EchoRequest, true, resolve, reject);
   }
-
-  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
-    if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
-    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
-    if (!(remote instanceof IPAddress) || remote.family !== 4) throw errnoError('EINVAL', 'ping', 'an IPv4 address is required');
-    const timeoutMs = opts.timeoutMs ?? 1000;
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
-    const ttl = opts.ttl;
-    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)) throw errnoError('EINVAL', 'ping', 'ttl must be an integer from 1 to 255');
-    let data: Uint8Array;
-    if (opts.payload !== undefined) {
-      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
-      data = new Uint8Array(opts.payload); // a copy (Buffer#slice would share memory)
-    } else {
-      const size = opts.size ?? 56;
-      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
-      data = new Uint8Array(size);
-      for (let i = 0; i < size; i++) data[i] = i & 0xff;
-    }
-    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
-    let seq = this.nextSeq;
-    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
-    this.nextSeq = (seq + 1) & 0xffff;
-    const route = this.ctx.findRoute(remote);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMP_HEADER_LENGTH + data.length);
-    const b = pkt.data;
-    const o = pkt.start;
-    b[o] = IcmpType.EchoRequest;
-    b[o + 1] = 0;
-    b[o + 4] = this.pingId >> 8;
-    b[o + 5] = this.pingId & 0xff;
-    b[o + 6] = seq >> 8;
-    b[o + 7] = seq & 0xff;
-    b.set(data, o + ICMP_HEADER_LENGTH);
-    setIcmpChecksum(b, o, pkt.length);
-    // The application awaits this ping: its timeout keeps the process alive (keepAlive).
-    const timer = this.ctx.clock.createTimer(() => {
-      if (this.pings.get(seq) !== entry) return;
-      this.pings.delete(seq);
-      reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
-    }, { keepAlive: true });
-    const entry: PendingPing = { seq, remote, broadcast: route.broadcast, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
-    this.writePacket(route, IpProtocol.ICMP, pkt, ttl !== undefined ? { ttl } : undefined);
-    this.stats.IcmpEchoRequestsSent++;
-    this.pings.set(seq, entry);
-    timer.schedule(timeoutMs);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reassembler.clear();
-    this.loopback.close();
-    for (const p of this.pings.values()) {
-      p.timer.cancel();
-      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
-    }
-    this.pings.clear();
-    this.pmtu.clear();
-  }
-}
-
-function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
-  if (len !== want.length) return false;
-  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
-  return true;
 }
 
 /**

@@ -3,19 +3,8 @@
  * included), delivery, sending with fragmentation, reassembly, loopback, path MTU (RFC 8201),
  * echo (and a ping API), ICMPv6 errors, and the neighbour discovery a point-to-point link needs.
  */
-import type {
-  ControlMessage,
-  Counters,
-  NetworkPacketInfo,
-  NetworkProtocol,
-  NetworkProtocolFactory,
-  NicHandle,
-  Route,
-  StackContext,
-  Timer,
-  WriteParams,
-} from '@usernet/stack';
-import { createCounters, DeliverResult, errnoError, finishChecksum, gsoTransportHeaderLength, IPAddress, LoopbackQueue, PacketBuffer, PmtuCache, TokenBucket, pseudoHeaderSum, sumBytes } from '@usernet/stack';
+import type { EchoOptions, IpOptions, NicHandle, NetworkProtocolFactory, ResolvedIpOptions, Route, StackContext, WriteParams } from '@usernet/stack';
+import { completeTransportChecksum, gsoFits, nicAddress, ICMP_COUNTERS, IP_RECEIVE_COUNTERS, IP_SEND_COUNTERS, DeliverResult, errnoError, gsoTransportHeaderLength, IPAddress, IpProtocolBase, IP_ORIGIN_HEADROOM, PacketBuffer, resolveIpOptions } from '@usernet/stack';
 import {
   ExtensionWalk,
   firstFragmentHasHeaderChain,
@@ -49,7 +38,6 @@ import {
 import type { ExpiredDatagram } from './reassembly.js';
 import { DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, Reassembler, REASSEMBLY_COUNTERS } from './reassembly.js';
 
-const ID_BUCKETS = 2048;
 /** Hop limit of every neighbour discovery message, required on receipt (RFC 4861 §6.1, §7.1). */
 const ND_HOP_LIMIT = 255;
 /**
@@ -58,42 +46,16 @@ const ND_HOP_LIMIT = 255;
  */
 export const IPV6_MAX_HEADER_LENGTH = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
 
-export interface Ipv6Options {
+export interface Ipv6Options extends IpOptions {
   /** Hop limit of packets we originate. Default 64 (Linux hop_limit). */
   hopLimit?: number;
   /** Lifetime of an incomplete datagram, ms. Default 60000 (RFC 8200 §4.5). */
   reassemblyTimeoutMs?: number;
-  /** Bytes the reassembly table may hold. Default 4 MiB. */
-  reassemblyMemoryLimit?: number;
-  /**
-   * Fragments one datagram may have; a datagram needing more is dropped. Default 1365 (65535 /
-   * 48, as IPv4: see DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM); at most 8192 (65535 bytes in 8-byte
-   * fragments).
-   */
-  maxFragmentsPerDatagram?: number;
-  /** ICMPv6 errors per second at most (token bucket, RFC 4443 §2.4(f)). Default 1000. */
-  icmpErrorRate?: number;
-  /** Token bucket depth. Default 50. */
-  icmpErrorBurst?: number;
-  /** Path MTU cache entries. Default 1024. */
-  pmtuCacheSize?: number;
-  /** Lifetime of a learned path MTU, ms. Default 600000 (RFC 8201 §4: at least 5 minutes). */
-  pmtuExpiryMs?: number;
-  /** Pings awaiting a reply at once. Default 1024. */
-  maxOutstandingPings?: number;
-  /** Packets to our own addresses waiting for local delivery. Default 4096. */
-  loopbackQueueLimit?: number;
 }
 
-export interface PingOptions {
-  /** Bytes of ICMPv6 data after the 8-byte header. Default 56. */
-  size?: number;
-  /** Give up after this long, ms (ETIMEDOUT). Default 1000. */
-  timeoutMs?: number;
+export interface PingOptions extends EchoOptions {
   /** Hop limit of the request. */
   hopLimit?: number;
-  /** Exact data to send (overrides `size`). */
-  payload?: Uint8Array;
 }
 
 export interface PingResult {
@@ -106,39 +68,14 @@ export interface PingResult {
 }
 
 export const IPV6_COUNTERS = [
-  'PacketsReceived',
-  'PacketsDelivered',
-  'PacketsSent',
-  'MalformedPacketsReceived',
-  'InvalidDestinationAddressesReceived',
-  'InvalidSourceAddressesReceived',
-  'UnknownProtocolReceived',
+  ...IP_RECEIVE_COUNTERS,
   'ExtensionHeaderErrors',
   'OptionDiscards',
   'NoNextHeaderReceived',
   'AtomicFragmentsReceived',
   ...REASSEMBLY_COUNTERS,
-  'FragmentsCreated',
-  'FragmentedDatagramsSent',
-  'OutgoingPacketErrors',
-  'LoopbackPackets',
-  'LoopbackDropped',
-  'PmtuUpdates',
-  /** Packet Too Big reports not applied: the transport (or ping) did not confirm the quoted flow (RFC 5927). */
-  'PmtuReportsIgnored',
-  'IcmpMessagesReceived',
-  'IcmpMalformedReceived',
-  'IcmpEchoRequestsReceived',
-  'IcmpEchoRequestsIgnored',
-  'IcmpEchoRepliesSent',
-  'IcmpEchoRequestsSent',
-  'IcmpEchoRepliesReceived',
-  'IcmpEchoRepliesUnmatched',
-  'IcmpErrorsSent',
-  'IcmpErrorsRateLimited',
-  'IcmpErrorsReceived',
-  'IcmpErrorsIgnored',
-  'IcmpOtherReceived',
+  ...IP_SEND_COUNTERS,
+  ...ICMP_COUNTERS,
   'NdSolicitationsReceived',
   'NdAdvertisementsSent',
   'NdAdvertisementsReceived',
@@ -147,124 +84,34 @@ export const IPV6_COUNTERS = [
 ] as const;
 export type Ipv6Counter = (typeof IPV6_COUNTERS)[number];
 
-const ORIGIN_HEADROOM = 64;
 const FRAGMENT_HEADROOM = 16;
 /** RFC 4443 §2.4(c): an error must not exceed the minimum IPv6 MTU. */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU;
 const MAX_PING_DATA = IPV6_MAX_PAYLOAD_LENGTH - ICMPV6_HEADER_LENGTH;
 
-interface PendingPing {
-  seq: number;
-  remote: IPAddress;
-  sentAt: number;
-  data: Uint8Array;
-  timer: Timer;
-  resolve: (r: PingResult) => void;
-  reject: (e: Error) => void;
-}
-
-class PacketInfo implements NetworkPacketInfo {
-  nic!: NicHandle;
-  src!: IPAddress;
-  dst!: IPAddress;
-  ttl = 0;
-  tos = 0;
-  broadcast = false;
-  constructor(readonly network: NetworkProtocol) {}
-}
-
-function positiveInt(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw errnoError('EINVAL', 'ipv6', `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
-function resolveOptions(o: Ipv6Options): Required<Ipv6Options> {
-  const rate = o.icmpErrorRate ?? 1000;
-  if (typeof rate !== 'number' || Number.isNaN(rate) || rate < 0) throw errnoError('EINVAL', 'ipv6', 'icmpErrorRate must be >= 0');
-  return {
-    hopLimit: positiveInt('hopLimit', o.hopLimit, 64, 1, 255),
-    reassemblyTimeoutMs: positiveInt('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 60_000),
-    reassemblyMemoryLimit: positiveInt('reassemblyMemoryLimit', o.reassemblyMemoryLimit, 4 * 1024 * 1024),
-    maxFragmentsPerDatagram: positiveInt('maxFragmentsPerDatagram', o.maxFragmentsPerDatagram, DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM, 2, 8192),
-    icmpErrorRate: rate,
-    icmpErrorBurst: positiveInt('icmpErrorBurst', o.icmpErrorBurst, 50),
-    pmtuCacheSize: positiveInt('pmtuCacheSize', o.pmtuCacheSize, 1024),
-    pmtuExpiryMs: positiveInt('pmtuExpiryMs', o.pmtuExpiryMs, 600_000),
-    maxOutstandingPings: positiveInt('maxOutstandingPings', o.maxOutstandingPings, 1024, 1, 65536),
-    loopbackQueueLimit: positiveInt('loopbackQueueLimit', o.loopbackQueueLimit, 4096),
-  };
+function resolveOptions(o: Ipv6Options): ResolvedIpOptions {
+  return resolveIpOptions('ipv6', o, 'hopLimit', o.hopLimit, { reassemblyTimeoutMs: 60_000, maxFragmentsPerDatagram: DEFAULT_MAX_FRAGMENTS_PER_DATAGRAM });
 }
 
 /**
  * IPv6 (RFC 8200) and ICMPv6 (RFC 4443). Created by {@link ipv6} when the stack is assembled;
  * reach it with `stack.network<IPv6Protocol>('ipv6')`.
  */
-export class IPv6Protocol implements NetworkProtocol {
+export class IPv6Protocol extends IpProtocolBase<Ipv6Counter, PingResult, PingOptions, Reassembler> {
   readonly name = 'ipv6';
   readonly version = 6 as const;
   readonly maxHeaderLength = IPV6_MAX_HEADER_LENGTH;
-  readonly stats: Counters<Ipv6Counter> = createCounters(IPV6_COUNTERS);
-
-  private readonly opts: Required<Ipv6Options>;
+  protected readonly icmpProtocol = NextHeader.ICMPv6;
+  /** RFC 4443 §2.4(c): as much of the offending packet as fits in the minimum MTU. */
+  protected readonly icmpQuoteMax = ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH;
+  protected readonly localMtu = IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD_LENGTH;
   private readonly hdr = new Ipv6Header();
   private readonly walk = new ExtensionWalk();
   private readonly errWalk = new ExtensionWalk();
   private readonly skipOut: number[] = [0];
-  private readonly info: PacketInfo;
-  private infoBusy = false;
-  private lastSrc: IPAddress | null = null;
-  private lastDst: IPAddress | null = null;
-  private readonly idCounters = new Uint32Array(ID_BUCKETS);
-  private readonly idKey0: number;
-  private readonly idKey1: number;
-  private readonly fragBatch: PacketBuffer[] = [];
-  private readonly reassembler: Reassembler;
-  private readonly pmtu: PmtuCache;
-  private readonly icmpErrors: TokenBucket;
-  private readonly loopback: LoopbackQueue;
-  private readonly pingId: number;
-  private nextSeq = 0;
-  private readonly pings = new Map<number, PendingPing>();
-  private closed = false;
 
-  constructor(
-    private readonly ctx: StackContext,
-    options: Ipv6Options = {},
-  ) {
-    this.opts = resolveOptions(options);
-    this.pmtu = new PmtuCache(ctx.clock, this.opts.pmtuCacheSize, this.opts.pmtuExpiryMs);
-    this.info = new PacketInfo(this);
-    // RFC 7739 §5.1: fragment identifications from per-bucket counters picked by a keyed hash
-    // of (src, dst): unpredictable to off-path hosts, unique per flow.
-    for (let i = 0; i < ID_BUCKETS; i++) this.idCounters[i] = ctx.random.uint32();
-    this.idKey0 = ctx.random.uint32() | 0;
-    this.idKey1 = ctx.random.uint32() | 0;
-    this.pingId = ctx.random.uint32() & 0xffff;
-    this.icmpErrors = new TokenBucket(ctx.clock, this.opts.icmpErrorRate, this.opts.icmpErrorBurst);
-    this.reassembler = new Reassembler(
-      ctx.clock,
-      { timeoutMs: this.opts.reassemblyTimeoutMs, memoryLimit: this.opts.reassemblyMemoryLimit, maxFragmentsPerDatagram: this.opts.maxFragmentsPerDatagram },
-      this.stats,
-      (d) => this.reassemblyTimedOut(d),
-    );
-    this.loopback = new LoopbackQueue(ctx.clock, ctx, this.opts.loopbackQueueLimit, (nic, pkt) => this.handlePacket(nic, pkt));
-  }
-
-  /** Bytes the reassembly table holds now. */
-  get reassemblyMemory(): number {
-    return this.reassembler.memory;
-  }
-
-  /** Datagrams being reassembled now. */
-  get reassemblyDatagrams(): number {
-    return this.reassembler.size;
-  }
-
-  get outstandingPings(): number {
-    return this.pings.size;
+  constructor(ctx: StackContext, options: Ipv6Options = {}) {
+    super(ctx, 6, resolveOptions(options), IPV6_COUNTERS, Reassembler);
   }
 
   // -- Receive ------------------------------------------------------------------------------
@@ -291,26 +138,20 @@ export class IPv6Protocol implements NetworkProtocol {
       return;
     }
     const dstOff = ipOff + 24;
-    let dst: IPAddress | undefined;
+    let dst = nicAddress(nic, 6, buf, dstOff);
     let broadcast = false;
     let multicast = false;
-    for (const a of nic.addresses) {
-      if (a.address.family === 6 && a.address.equalsBytes(buf, dstOff)) {
-        dst = a.address;
-        break;
-      }
-    }
     if (dst === undefined) {
       if (isAllNodes(buf, dstOff)) {
         broadcast = true;
         multicast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (isSolicitedNode(buf, dstOff) && this.solicitedNodeOfNic(nic, buf, dstOff)) {
         // Addressed to one node in practice (it names the low 24 bits of our address).
         multicast = true;
-        dst = this.cachedDst(buf, dstOff);
+        dst = this.dstCache.get(buf, dstOff);
       } else if (!isMulticast6(buf, dstOff)) {
-        const d = this.cachedDst(buf, dstOff);
+        const d = this.dstCache.get(buf, dstOff);
         if (this.ctx.isLocalAddress(d)) dst = d;
       }
       if (dst === undefined) {
@@ -362,7 +203,7 @@ export class IPv6Protocol implements NetworkProtocol {
     if (w.atomicFragment) st.AtomicFragmentsReceived++;
     const hopLimit = buf[ipOff + 7]!;
     const tc = ((buf[ipOff]! & 0x0f) << 4) | (buf[ipOff + 1]! >> 4);
-    const src = this.cachedSrc(buf, ipOff + 8);
+    const src = this.srcCache.get(buf, ipOff + 8);
     const protocol = w.protocol;
     const upper = w.upperOffset;
     const nhField = w.nextHeaderFieldOffset;
@@ -373,21 +214,7 @@ export class IPv6Protocol implements NetworkProtocol {
       this.handleIcmp(nic, pkt, buf, ipOff, src, dst, hopLimit, tc, multicast);
       return;
     }
-    const reentrant = this.infoBusy;
-    const info = reentrant ? new PacketInfo(this) : this.info;
-    info.nic = nic;
-    info.src = src;
-    info.dst = dst;
-    info.ttl = hopLimit;
-    info.tos = tc;
-    info.broadcast = broadcast;
-    this.infoBusy = true;
-    let result: DeliverResult | undefined;
-    try {
-      result = this.ctx.deliverTransport(protocol, info, pkt);
-    } finally {
-      if (!reentrant) this.infoBusy = false;
-    }
+    const result = this.delivery.deliver(protocol, nic, src, dst, hopLimit, tc, broadcast, pkt);
     if (result === undefined) {
       // RFC 8200 §4: an unrecognised Next Header → parameter problem code 1 at that field.
       st.UnknownProtocolReceived++;
@@ -425,22 +252,6 @@ export class IPv6Protocol implements NetworkProtocol {
       if (a.address.family === 6 && b[13] === buf[off + 13] && b[14] === buf[off + 14] && b[15] === buf[off + 15]) return true;
     }
     return false;
-  }
-
-  private cachedSrc(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastSrc;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 16);
-    this.lastSrc = a;
-    return a;
-  }
-
-  private cachedDst(buf: Uint8Array, off: number): IPAddress {
-    const last = this.lastDst;
-    if (last !== null && last.equalsBytes(buf, off)) return last;
-    const a = IPAddress.fromBytes(buf, off, 16);
-    this.lastDst = a;
-    return a;
   }
 
   // -- ICMPv6 receive -----------------------------------------------------------------------
@@ -537,7 +348,7 @@ export class IPv6Protocol implements NetworkProtocol {
       return;
     }
     // Solicited, override; no target link-layer address option: a TUN link has none.
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, 24);
+    const pkt = PacketBuffer.allocate(IP_ORIGIN_HEADROOM, 24);
     const o = pkt.start;
     const out = pkt.data;
     out[o] = Icmpv6Type.NeighborAdvertisement;
@@ -561,34 +372,16 @@ export class IPv6Protocol implements NetworkProtocol {
     buf[off] = Icmpv6Type.EchoReply;
     buf[off + 1] = 0;
     setIcmpv6Checksum(buf, off, pkt.length, dst.bytes, src.bytes);
-    pkt.checksumVerified = false;
-    pkt.needsChecksum = false;
-    let route: Route;
-    try {
-      route = this.ctx.findRoute(src, dst);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    try {
-      this.writePacket(route, NextHeader.ICMPv6, pkt, { tos: tc });
-      this.stats.IcmpEchoRepliesSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    this.sendEchoReply(pkt, src, dst, tc);
   }
 
   private handleEchoReply(buf: Uint8Array, off: number, len: number, src: IPAddress, hopLimit: number): void {
-    const id = (buf[off + 4]! << 8) | buf[off + 5]!;
-    const seq = (buf[off + 6]! << 8) | buf[off + 7]!;
-    const p = id === this.pingId ? this.pings.get(seq) : undefined;
-    if (p === undefined || !p.remote.equals(src) || !sameBytes(buf, off + 8, len - 8, p.data)) {
+    const p = this.pings.reply((buf[off + 4]! << 8) | buf[off + 5]!, (buf[off + 6]! << 8) | buf[off + 7]!, src, buf, off + 8, len - 8);
+    if (p === undefined) {
       this.stats.IcmpEchoRepliesUnmatched++;
       return;
     }
-    this.pings.delete(seq);
-    p.timer.cancel();
-    p.resolve({ rtt: this.ctx.clock.now() - p.sentAt, hopLimit, bytes: len, seq });
+    p.resolve({ rtt: this.pings.rtt(p), hopLimit, bytes: len, seq: p.seq });
   }
 
   /**
@@ -636,53 +429,22 @@ export class IPv6Protocol implements NetworkProtocol {
       const proto = w.protocol;
       if (proto === NextHeader.ICMPv6) {
         // About one of our echo requests (which may be larger than the path: we fragment them).
-        if (thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest && ((buf[th + 4]! << 8) | buf[th + 5]!) === this.pingId) {
-          const seq = (buf[th + 6]! << 8) | buf[th + 7]!;
-          const p = this.pings.get(seq);
-          if (p !== undefined && p.remote.equals(qDst)) {
-            accepted = true;
-            if (type !== Icmpv6Type.PacketTooBig) {
-              this.pings.delete(seq);
-              p.timer.cancel();
-              p.reject(errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
-            }
-          }
+        const p = thLen >= 8 && buf[th] === Icmpv6Type.EchoRequest ? this.pings.quoted((buf[th + 4]! << 8) | buf[th + 5]!, (buf[th + 6]! << 8) | buf[th + 7]!, qDst) : undefined;
+        if (p !== undefined) {
+          accepted = true;
+          if (type !== Icmpv6Type.PacketTooBig) this.pings.fail(p, errnoError(error, 'ping', `ICMPv6 type ${type} code ${code} about ${qDst.toString()}`));
         }
         if (!accepted) st.IcmpErrorsIgnored++;
       } else if (thLen < 8) {
         st.IcmpErrorsIgnored++;
       } else {
-        const msg: ControlMessage = {
-          error,
-          ...(mtu !== undefined ? { mtu } : {}),
-          type,
-          code,
-          src: qSrc,
-          dst: qDst,
-          transportHeader: buf.subarray(th, th + thLen),
-          network: this,
-          nic,
-        };
-        this.loopback.noteProtocol(proto);
-        accepted = this.ctx.deliverControl(proto, msg);
-        if (!accepted) st.IcmpErrorsIgnored++;
+        accepted = this.deliverError(nic, error, mtu, type, code, qSrc, qDst, proto, buf, th, thLen);
       }
     }
-    if (mtu === undefined) return;
-    if (!accepted) {
-      st.PmtuReportsIgnored++;
-      return;
-    }
-    const gen = this.pmtu.generation;
-    this.pmtu.lower(qDst.key, mtu, nic.mtu);
-    if (this.pmtu.generation !== gen) st.PmtuUpdates++;
+    this.learnPathMtu(nic, qDst, mtu, accepted);
   }
 
   // -- ICMPv6 send --------------------------------------------------------------------------
-
-  private allowIcmpError(): boolean {
-    return this.icmpErrors.take();
-  }
 
   /**
    * Sends an ICMPv6 error about the packet at `buf[ipOff..ipOff+len)` unless RFC 4443 §2.4(e)
@@ -702,42 +464,15 @@ export class IPv6Protocol implements NetworkProtocol {
       const t = buf[ipOff + upper]!;
       if (isIcmpv6Error(t) || t === Icmpv6Type.Redirect) return;
     }
-    if (!this.allowIcmpError()) {
-      this.stats.IcmpErrorsRateLimited++;
-      return;
-    }
-    const to = IPAddress.fromBytes(buf, srcOff, 16);
-    const origDst = IPAddress.fromBytes(buf, dstOff, 16);
-    let route: Route;
-    try {
-      // Back out of the interface the offending packet came in on.
-      route = this.ctx.findRoute(to, this.ctx.isLocalAddress(origDst) ? origDst : null, nic.id);
-    } catch {
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    // RFC 4443 §2.4(c): as much of the offending packet as fits in the minimum MTU.
-    const quote = Math.min(len, ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + quote);
-    const out = pkt.data;
-    const o = pkt.start;
-    out[o] = type;
-    out[o + 1] = code;
-    out[o + 4] = rest >>> 24;
-    out[o + 5] = (rest >>> 16) & 0xff;
-    out[o + 6] = (rest >>> 8) & 0xff;
-    out[o + 7] = rest & 0xff;
-    out.set(buf.subarray(ipOff, ipOff + quote), o + ICMPV6_HEADER_LENGTH);
-    setIcmpv6Checksum(out, o, pkt.length, route.local.bytes, to.bytes);
-    try {
-      this.writePacket(route, NextHeader.ICMPv6, pkt);
-      this.stats.IcmpErrorsSent++;
-    } catch {
-      // Counted by writePacket.
-    }
+    // Back out of the interface the offending packet came in on.
+    this.emitIcmpError(buf, ipOff, len, srcOff, dstOff, nic.id, type, code, rest);
   }
 
-  private reassemblyTimedOut(d: ExpiredDatagram): void {
+  protected setIcmpChecksum(out: Uint8Array, o: number, len: number, route: Route): void {
+    setIcmpv6Checksum(out, o, len, route.local.bytes, route.remote.bytes);
+  }
+
+  protected reassemblyTimedOut(d: ExpiredDatagram): void {
     const q = d.firstFragment;
     if (q === null || this.closed) return;
     // RFC 8200 §4.5: time exceeded, code 1, only when the first fragment arrived.
@@ -760,21 +495,18 @@ export class IPv6Protocol implements NetworkProtocol {
       st.OutgoingPacketErrors++;
       throw errnoError('EMSGSIZE', 'send', `${payloadLen}-byte IPv6 payload exceeds 65535`);
     }
-    const hop = params?.ttl ?? this.opts.hopLimit;
+    const hop = params?.ttl ?? this.opts.hop;
     const tc = params?.tos ?? 0;
     const flow = params?.flowLabel !== undefined ? params.flowLabel & 0xfffff : this.flowLabel(transportProtocol, pkt, local.bytes, remote.bytes);
     if (this.ctx.isLocalAddress(remote)) {
-      if (pkt.needsChecksum) this.completeTransportChecksum(transportProtocol, pkt);
+      if (pkt.needsChecksum) completeTransportChecksum(pkt, transportProtocol);
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       this.queueLoopback(route.nic, pkt);
       return;
     }
     const mtu = this.learnedMtu(route);
     const total = IPV6_HEADER_LENGTH + payloadLen;
-    // A super-segment is split by the link into gsoSize-byte payloads, each behind a copy of the
-    // transport header; each piece must fit the path MTU.
-    const gso = pkt.gsoSize > 0 && total <= route.nic.link.capabilities.gsoMaxSize && pkt.gsoSize + IPV6_HEADER_LENGTH + gsoTransportHeaderLength(transportProtocol, pkt) <= mtu;
-    if (total <= mtu || gso) {
+    if (total <= mtu || gsoFits(route, pkt, total, IPV6_HEADER_LENGTH, gsoTransportHeaderLength(transportProtocol, pkt), mtu)) {
       this.prependHeader(pkt, tc, flow, payloadLen, transportProtocol, hop, local, remote);
       if (route.nic.writePacket(pkt)) st.PacketsSent++;
       else st.OutgoingPacketErrors++;
@@ -802,30 +534,15 @@ export class IPv6Protocol implements NetworkProtocol {
     if ((proto !== 6 && proto !== 17) || pkt.length < 4) return 0;
     const b = pkt.data;
     const s = pkt.start;
-    let h = this.idKey1 ^ proto;
+    let h = this.ids.key1 ^ proto;
     for (let i = 0; i < 16; i += 4) {
       h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
       h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
     }
     h = Math.imul(h ^ (h >>> 13) ^ ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!), 0xc2b2ae3d);
-    h = Math.imul(h ^ (h >>> 16) ^ this.idKey0, 0x27d4eb2f);
+    h = Math.imul(h ^ (h >>> 16) ^ this.ids.key0, 0x27d4eb2f);
     h ^= h >>> 15;
     return h & 0xfffff || 1;
-  }
-
-  /** The next fragment identification for (src, dst): a counter picked by a keyed 32-bit mix. */
-  private nextFragmentId(src: Uint8Array, dst: Uint8Array): number {
-    let h = this.idKey0;
-    for (let i = 0; i < 16; i += 4) {
-      h = Math.imul(h ^ ((src[i]! << 24) | (src[i + 1]! << 16) | (src[i + 2]! << 8) | src[i + 3]!), 0x9e3779b1);
-      h = Math.imul(h ^ (h >>> 15) ^ ((dst[i]! << 24) | (dst[i + 1]! << 16) | (dst[i + 2]! << 8) | dst[i + 3]!), 0x85ebca77);
-    }
-    h = Math.imul(h ^ (h >>> 13) ^ this.idKey1, 0xc2b2ae3d);
-    h ^= h >>> 16;
-    const b = h & (ID_BUCKETS - 1);
-    const id = this.idCounters[b]!;
-    this.idCounters[b] = id + 1;
-    return id;
   }
 
   /**
@@ -835,15 +552,15 @@ export class IPv6Protocol implements NetworkProtocol {
    */
   private fragment(route: Route, proto: number, pkt: PacketBuffer, mtu: number, tc: number, flow: number, hop: number): void {
     const st = this.stats;
-    if (pkt.needsChecksum) this.completeTransportChecksum(proto, pkt);
+    if (pkt.needsChecksum) completeTransportChecksum(pkt, proto);
     const maxData = (mtu - IPV6_HEADER_LENGTH - IPV6_FRAGMENT_HEADER_LENGTH) & ~7;
     const payloadLen = pkt.length;
     const src = route.local.bytes;
     const dst = route.remote.bytes;
-    const id = this.nextFragmentId(src, dst);
+    // RFC 7739 §5.1: an identification from a per-flow counter.
+    const id = this.ids.next(src, dst, 0);
     st.FragmentedDatagramsSent++;
     const batch = this.fragBatch;
-    const count = Math.ceil(payloadLen / maxData);
     const hl = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
     for (let off = 0; off < payloadLen; off += maxData) {
       const n = Math.min(maxData, payloadLen - off);
@@ -867,135 +584,14 @@ export class IPv6Protocol implements NetworkProtocol {
       st.FragmentsCreated++;
       batch.push(frag);
     }
-    const sent = route.nic.writePackets(batch);
-    batch.length = 0;
-    st.PacketsSent += sent;
-    st.OutgoingPacketErrors += count - sent;
+    this.sendFragments(route.nic);
   }
-
-  private completeTransportChecksum(proto: number, pkt: PacketBuffer): void {
-    const field = proto === NextHeader.UDP ? 6 : proto === NextHeader.TCP ? 16 : -1;
-    pkt.needsChecksum = false;
-    if (field < 0 || pkt.length < field + 2) return;
-    const buf = pkt.data;
-    let c = finishChecksum(sumBytes(buf, pkt.start, pkt.length));
-    if (c === 0 && proto === NextHeader.UDP) c = 0xffff; // RFC 8200 §8.1: UDP checksum 0 is sent as ffff
-    buf[pkt.start + field] = c >> 8;
-    buf[pkt.start + field + 1] = c & 0xff;
-  }
-
-  /** RFC 8200 §8.1: source, destination, 32-bit upper-layer length, zeros, next header. */
-  pseudoHeaderSum(src: IPAddress, dst: IPAddress, transportProtocol: number, length: number): number {
-    return pseudoHeaderSum(src.bytes, dst.bytes, transportProtocol, length);
-  }
-
-  /** The link MTU, lowered by Packet Too Big (RFC 8201); 65575 to ourselves. */
-  pathMtu(route: Route): number {
-    if (this.ctx.isLocalAddress(route.remote)) return IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD_LENGTH;
-    return this.learnedMtu(route);
-  }
-
-  private learnedMtu(route: Route): number {
-    return this.pmtu.get(route.remote.key, route.nic.mtu);
-  }
-
-  get pathMtuGeneration(): number {
-    return this.pmtu.generation;
-  }
-
-  pathMtuExpiry(route: Route): number {
-    return this.pmtu.expiresAt(route.remote.key);
-  }
-
-  // -- Loopback -----------------------------------------------------------------------------
-
-  private queueLoopback(nic: NicHandle, pkt: PacketBuffer): void {
-    if (!this.loopback.push(nic, pkt)) {
-      this.stats.LoopbackDropped++;
-      this.stats.OutgoingPacketErrors++;
-      return;
-    }
-    this.stats.PacketsSent++;
-    this.stats.LoopbackPackets++;
-  }
-
 
   // -- Ping ---------------------------------------------------------------------------------
 
-  /**
-   * Sends an ICMPv6 echo request to `remote` and resolves with the reply. Rejects with
-   * ETIMEDOUT when no reply comes in `timeoutMs`, with the code an ICMPv6 error maps to, with
-   * ENETUNREACH when there is no route, or ENOBUFS when too many pings are outstanding.
-   */
-  ping(remote: IPAddress | string, opts: PingOptions = {}): Promise<PingResult> {
-    return new Promise<PingResult>((resolve, reject) => {
-      try {
-        this.startPing(remote, opts, resolve, reject);
-      } catch (e) {
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-  }
-
-  private startPing(remoteIn: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
-    if (this.closed) throw errnoError('EBADF', 'ping', 'the stack is closed');
-    const remote = typeof remoteIn === 'string' ? IPAddress.parse(remoteIn) : remoteIn;
-    if (!(remote instanceof IPAddress) || remote.family !== 6) throw errnoError('EINVAL', 'ping', 'an IPv6 address is required');
-    const timeoutMs = opts.timeoutMs ?? 1000;
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw errnoError('EINVAL', 'ping', 'timeoutMs must be a positive number');
-    const hop = opts.hopLimit;
-    if (hop !== undefined && (!Number.isInteger(hop) || hop < 1 || hop > 255)) throw errnoError('EINVAL', 'ping', 'hopLimit must be an integer from 1 to 255');
-    let data: Uint8Array;
-    if (opts.payload !== undefined) {
-      if (!(opts.payload instanceof Uint8Array) || opts.payload.length > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `payload must be a Uint8Array of at most ${MAX_PING_DATA} bytes`);
-      data = new Uint8Array(opts.payload);
-    } else {
-      const size = opts.size ?? 56;
-      if (!Number.isInteger(size) || size < 0 || size > MAX_PING_DATA) throw errnoError('EINVAL', 'ping', `size must be an integer from 0 to ${MAX_PING_DATA}`);
-      data = new Uint8Array(size);
-      for (let i = 0; i < size; i++) data[i] = i & 0xff;
-    }
-    if (this.pings.size >= this.opts.maxOutstandingPings) throw errnoError('ENOBUFS', 'ping', 'too many outstanding pings');
-    let seq = this.nextSeq;
-    while (this.pings.has(seq)) seq = (seq + 1) & 0xffff;
-    this.nextSeq = (seq + 1) & 0xffff;
-    const route = this.ctx.findRoute(remote);
-    const pkt = PacketBuffer.allocate(ORIGIN_HEADROOM, ICMPV6_HEADER_LENGTH + data.length);
-    const b = pkt.data;
-    const o = pkt.start;
-    b[o] = Icmpv6Type.EchoRequest;
-    b[o + 4] = this.pingId >> 8;
-    b[o + 5] = this.pingId & 0xff;
-    b[o + 6] = seq >> 8;
-    b[o + 7] = seq & 0xff;
-    b.set(data, o + ICMPV6_HEADER_LENGTH);
-    setIcmpv6Checksum(b, o, pkt.length, route.local.bytes, remote.bytes);
-    const timer = this.ctx.clock.createTimer(
-      () => {
-        if (this.pings.get(seq) !== entry) return;
-        this.pings.delete(seq);
-        reject(errnoError('ETIMEDOUT', 'ping', `no reply from ${remote.toString()} in ${timeoutMs} ms`));
-      },
-      { keepAlive: true },
-    );
-    const entry: PendingPing = { seq, remote, sentAt: this.ctx.clock.now(), data, timer, resolve, reject };
-    this.writePacket(route, NextHeader.ICMPv6, pkt, hop !== undefined ? { ttl: hop } : undefined);
-    this.stats.IcmpEchoRequestsSent++;
-    this.pings.set(seq, entry);
-    timer.schedule(timeoutMs);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reassembler.clear();
-    this.loopback.close();
-    for (const p of this.pings.values()) {
-      p.timer.cancel();
-      p.reject(errnoError('ECONNABORTED', 'ping', 'the stack closed'));
-    }
-    this.pings.clear();
-    this.pmtu.clear();
+  protected startPing(remote: IPAddress | string, opts: PingOptions, resolve: (r: PingResult) => void, reject: (e: Error) => void): void {
+    // Replies to a ping must come from the address pinged (no "any host" for a multicast ping).
+    this.sendPing(remote, opts, 'hopLimit', opts.hopLimit, MAX_PING_DATA, Icmpv6Type.EchoRequest, false, resolve, reject);
   }
 }
 
@@ -1007,12 +603,6 @@ function ndOptionsValid(buf: Uint8Array, off: number, end: number): boolean {
     if (l === 0 || off + l > end) return false;
     off += l;
   }
-  return true;
-}
-
-function sameBytes(buf: Uint8Array, off: number, len: number, want: Uint8Array): boolean {
-  if (len !== want.length) return false;
-  for (let i = 0; i < len; i++) if (buf[off + i] !== want[i]) return false;
   return true;
 }
 

@@ -5,7 +5,7 @@
  * flags; send-side emit and software checksum completion. Pure TypeScript: no device needed.
  */
 import type { Counters } from '@usernet/stack';
-import { finishChecksum, foldChecksum, PacketBuffer, sumBytes } from '@usernet/stack';
+import { completeTransportChecksum, finishChecksum, foldChecksum, PacketBuffer, sumBytes, transportChecksumField } from '@usernet/stack';
 
 /** Length of `struct virtio_net_hdr` (without the mergeable-buffers `num_buffers` field). */
 export const VNET_HDR_LEN = 10;
@@ -306,28 +306,19 @@ function locateL4(pkt: PacketBuffer, out: L4Info): void {
   }
 }
 
-function checksumField(proto: number): number {
-  return proto === IPPROTO_TCP ? 16 : proto === IPPROTO_UDP ? 6 : -1;
-}
-
 /**
  * Completes a transport checksum that was left as the pseudo-header sum (`needsChecksum`), in
- * software: the ones' complement of the sum over the whole segment, field included (RFC 1071).
- * Returns false when the packet is not a TCP/UDP packet whose checksum can be completed.
+ * software (see {@link completeTransportChecksum}). Returns false when the packet is not a
+ * TCP/UDP packet whose checksum can be completed.
  */
 export function completeChecksum(pkt: PacketBuffer): boolean {
   const info = SCRATCH;
   locateL4(pkt, info);
-  pkt.needsChecksum = false;
-  const field = checksumField(info.proto);
-  if (info.l4 < 0 || field < 0 || info.l4 + field + 2 > pkt.length) return false;
-  const buf = pkt.data;
-  const t = pkt.start + info.l4;
-  let c = finishChecksum(sumBytes(buf, t, pkt.end - t));
-  if (c === 0 && info.proto === IPPROTO_UDP) c = 0xffff; // RFC 768
-  buf[t + field] = c >> 8;
-  buf[t + field + 1] = c & 0xff;
-  return true;
+  if (info.l4 < 0) {
+    pkt.needsChecksum = false;
+    return false;
+  }
+  return completeTransportChecksum(pkt, info.proto, info.l4);
 }
 
 const SCRATCH: L4Info = { l4: -1, proto: -1 };
@@ -355,7 +346,7 @@ export function prependVnetHeader(pkt: PacketBuffer, offloads: VnetSendOffloads)
   if (pkt.needsChecksum || pkt.gsoSize > 0) {
     const info = SCRATCH;
     locateL4(pkt, info);
-    const field = checksumField(info.proto);
+    const field = transportChecksumField(info.proto);
     const buf = pkt.data;
     const s = pkt.start;
     const fits = info.l4 >= 0 && field >= 0 && info.l4 + field + 2 <= pkt.length;
@@ -403,7 +394,7 @@ function writePseudoSum(pkt: PacketBuffer, l4: number, version: number, proto: n
   sum += proto + (l4len >>> 16) + (l4len & 0xffff);
   // Folded, not complemented: the kernel adds the segment's sum and complements.
   sum = foldChecksum(sum);
-  const f = s + l4 + checksumField(proto);
+  const f = s + l4 + transportChecksumField(proto);
   buf[f] = sum >> 8;
   buf[f + 1] = sum & 0xff;
 }

@@ -1,4 +1,4 @@
-import { finishChecksum, sumBytes, sumU32 } from '@usernet/stack';
+import { completedChecksum, finishChecksum, sumBytes, sumU32, transportChecksumField } from '@usernet/stack';
 
 /** What a capture does with the TCP/UDP checksum of a packet it copies. */
 export const ChecksumMode = {
@@ -65,23 +65,20 @@ export function fixTransportChecksum(
   } else {
     return false;
   }
-  let field: number;
-  if (proto === TCP && l4len >= 20) field = 16;
-  else if (proto === UDP && l4len >= 8) field = 6;
-  else return false;
+  const field = transportChecksumField(proto);
+  if (field < 0 || l4len < (proto === TCP ? 20 : 8)) return false;
   let cs: number;
   if (mode === ChecksumMode.Complete) {
-    // The field already holds the pseudo-header sum: summing the segment with it in place
-    // gives pseudo-header + segment, whose complement is the checksum (RFC 1071).
-    cs = finishChecksum(sumBytes(src, l4, l4len));
+    // The field already holds the pseudo-header sum, as a NIC with offload would finish it.
+    cs = completedChecksum(src, l4, l4len, proto);
   } else {
     // An IPv4 UDP checksum of zero means "none" (RFC 768): leave it so.
     if (proto === UDP && version === 4 && src[l4 + 6] === 0 && src[l4 + 7] === 0) return false;
     const head = sumBytes(src, l4, field, pseudo); // even length: the pieces stay word-aligned
     cs = finishChecksum(sumBytes(src, l4 + field + 2, l4len - field - 2, head));
+    // RFC 768: a computed UDP checksum of zero is sent as all ones.
+    if (proto === UDP && cs === 0) cs = 0xffff;
   }
-  // RFC 768: a computed UDP checksum of zero is sent as all ones.
-  if (proto === UDP && cs === 0) cs = 0xffff;
   const at = dstOff + (l4 - off) + field;
   if (at + 2 > dstOff + dstLen) return false;
   dst[at] = cs >>> 8;

@@ -7,6 +7,7 @@
  * Every piece except the last must have an even length (RFC 1071 §2(B) byte-order independence
  * does not survive odd splits).
  */
+import type { PacketBuffer } from './buffer.js';
 
 /**
  * Adds `len` bytes of `buf` starting at `off` to the partial sum `initial` and returns the new
@@ -106,4 +107,42 @@ export function pseudoHeaderSum(src: Uint8Array, dst: Uint8Array, protocol: numb
   sum += protocol & 0xff;
   sum = sumU32(length >>> 0, sum);
   return sum;
+}
+
+/** IP protocol numbers of the transports whose checksum this module completes. */
+const TCP = 6;
+const UDP = 17;
+
+/** Offset of the checksum field in a TCP (16, RFC 9293 §3.1) or UDP (6, RFC 768) header; -1 for any other protocol. */
+export function transportChecksumField(protocol: number): number {
+  return protocol === TCP ? 16 : protocol === UDP ? 6 : -1;
+}
+
+/**
+ * The value that completes a transport checksum left partial for checksum offload (the field
+ * holds the pseudo-header sum, `PacketBuffer.needsChecksum`): the complement of the sum over the
+ * whole segment `buf[off, off+len)`, field included (RFC 1071). A UDP checksum that comes out as
+ * 0 is sent as 0xffff: 0 means "no checksum" (RFC 768; RFC 8200 §8.1 for IPv6).
+ */
+export function completedChecksum(buf: Uint8Array, off: number, len: number, protocol: number): number {
+  const c = finishChecksum(sumBytes(buf, off, len));
+  return c === 0 && protocol === UDP ? 0xffff : c;
+}
+
+/**
+ * Completes, in place, the partial TCP/UDP checksum of the segment at `pkt.start + l4Offset`
+ * (to the packet's end), as a NIC with checksum offload would, and clears `needsChecksum`.
+ * Returns false (writing nothing) for another protocol or a segment too short to hold the field.
+ */
+export function completeTransportChecksum(pkt: PacketBuffer, protocol: number, l4Offset = 0): boolean {
+  pkt.needsChecksum = false;
+  const field = transportChecksumField(protocol);
+  const len = pkt.length - l4Offset;
+  if (field < 0 || len < field + 2) return false;
+  const buf = pkt.data;
+  const t = pkt.start + l4Offset;
+  const c = completedChecksum(buf, t, len, protocol);
+  buf[t + field] = c >> 8;
+  buf[t + field + 1] = c & 0xff;
+  return true;
 }

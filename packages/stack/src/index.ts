@@ -13,3 +13,7 @@ export * from './loopback.js';
 export * from './pmtu.js';
 export * from './rate-limit.js';
 export * from './gso.js';
+export * from './reassembly.js';
+export * from './ping.js';
+export * from './ip-protocol.js';
+export * from './ip-receive.js';
