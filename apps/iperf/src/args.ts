@@ -1,8 +1,9 @@
 /**
  * Command-line parsing for usernet-iperf: iperf3 3.12's flags (getopt_long style: clustered
  * short flags, `-p5201`, `--port=5201`), plus usernet's own: --stack, --tun/--address/--peer,
- * --self, --mtu, --cc.
+ * --self, --mtu, --cc, --user.
  */
+import { resolveUser } from '@usernet/link-tun';
 
 export const DEFAULT_PORT = 5201;
 export const DEFAULT_DURATION = 10;
@@ -75,6 +76,8 @@ export interface IperfOptions {
   mtu: number | undefined;
   /** Offload on the TUN / memory link. Default true. */
   offload: boolean;
+  /** --user: with --tun, the user to drop root to once the device is set up. */
+  user: string | undefined;
 }
 
 export type ParseResult =
@@ -134,6 +137,7 @@ const SPECS: Spec[] = [
   { long: 'self', arg: false },
   { long: 'mtu', arg: true },
   { long: 'no-offload', arg: false },
+  { long: 'user', arg: true },
 ];
 
 /** iperf3's unit_atof: k/m/g/t suffixes are powers of 1024 (sizes). */
@@ -194,6 +198,7 @@ function defaults(): IperfOptions {
     family: undefined,
     stack: 'netstack',
     tun: undefined,
+    user: undefined,
     addresses: [],
     peers: [],
     self: false,
@@ -418,6 +423,14 @@ export function parseIperfArgs(argv: readonly string[]): ParseResult {
         if (!/^[A-Za-z0-9_.:-]{1,15}$/.test(v)) return { kind: 'parameter-error', message: `--tun ${JSON.stringify(v)}: an interface name is 1 to 15 letters, digits or _.:-` };
         o.tun = v;
         break;
+      case 'user':
+        try {
+          resolveUser(v); // before any device is touched: an unknown user is a parameter error
+        } catch (e) {
+          return { kind: 'parameter-error', message: `--user ${v}: ${e instanceof Error ? e.message : String(e)}` };
+        }
+        o.user = v;
+        break;
       case 'address':
         if (!v.includes('/')) return { kind: 'parameter-error', message: `--address ${v}: give a prefix length, like ${v}/24` };
         o.addresses.push(v);
@@ -464,6 +477,7 @@ export function parseIperfArgs(argv: readonly string[]): ParseResult {
     return { kind: 'parameter-error', message: 'the netstack needs a link: give --self, or --tun NAME --address CIDR [--peer CIDR] (or use --stack hostinet)' };
   }
   if (o.stack === 'netstack' && !o.self && o.addresses.length === 0) return { kind: 'parameter-error', message: '--tun needs at least one --address (the stack side, like 198.18.0.2/24)' };
+  if (o.user !== undefined && (o.stack !== 'netstack' || o.self)) return { kind: 'parameter-error', message: '--user is for --tun (the netstack on a TUN device)' };
   if (o.stack === 'hostinet' && (o.tun !== undefined || o.addresses.length > 0 || o.peers.length > 0)) {
     return { kind: 'parameter-error', message: '--tun, --address and --peer are for --stack netstack' };
   }
@@ -526,6 +540,9 @@ usernet:
   --peer CIDR               the kernel side's address on the TUN (repeatable)
   --mtu N                   link MTU (TUN default 1500; --self default 65535)
   --no-offload              no checksum offload / TSO on the link
+  --user USER               with --tun: drop root to USER once the device is set up (the
+                            process is always locked down: no capabilities, no_new_privs,
+                            a seccomp filter refusing TUN administration)
   --self                    run client and server on two in-process stacks joined by an
                             in-memory link (198.18.0.1/24 and 198.18.0.2/24); -c optional
 `;

@@ -15,7 +15,7 @@ const onSignal = (): void => {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
-const status = await runIperf(process.argv.slice(2), { signal: controller.signal });
+const status = await runIperf(process.argv.slice(2), { signal: controller.signal, lockDown: true });
 process.exitCode = status;
 // Sockets of an aborted test may linger; do not wait for them.
 setTimeout(() => process.exit(status), 200).unref();

@@ -3,6 +3,7 @@
  * or the host kernel's sockets (hostinet). `runIperf(argv, io)` runs one invocation in-process.
  */
 import fs from 'node:fs';
+import { lockDown } from '@usernet/link-tun';
 import type { SocketProvider } from '@usernet/socket';
 import type { IperfOptions } from './args.js';
 import { parseIperfArgs, USAGE, USAGE_SHORT } from './args.js';
@@ -33,6 +34,13 @@ export interface IperfIO {
   onListening?: (port: number) => void;
   /** Use this provider instead of building one from --stack (tests). */
   provider?: SocketProvider;
+  /**
+   * With --tun: lock the whole process down once the device is set up (link-tun's `lockDown`:
+   * no capabilities, no_new_privs, a seccomp filter that keeps the device from being
+   * administered; --user also drops root). The CLI sets it; a library caller decides for its
+   * own process.
+   */
+  lockDown?: boolean;
 }
 
 function openSink(o: IperfOptions, stdout: (s: string) => void): { sink: (s: string) => void; close(): void } {
@@ -76,6 +84,18 @@ export async function runIperf(argv: readonly string[], io: IperfIO = {}): Promi
       return 1;
     }
     provider = providers.provider;
+    if (io.lockDown === true && o.stack === 'netstack' && !o.self) {
+      try {
+        const locked = lockDown(o.user === undefined ? {} : { user: o.user });
+        if (locked.uid === 0) {
+          stderr(`${PROGRAM}: warning - still running as root (uid 0) without capabilities; give --user (like --user nobody) to drop to another user\n`);
+        }
+      } catch (e) {
+        stderr(`${PROGRAM}: error - cannot lock the process down: ${e instanceof Error ? e.message : String(e)}\n`);
+        providers.close();
+        return 1;
+      }
+    }
   }
   let sink: { sink: (s: string) => void; close(): void };
   try {

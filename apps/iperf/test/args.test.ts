@@ -22,6 +22,14 @@ describe('arguments', () => {
     expect(parseIperfArgs(['-c', '198.18.0.1', '--tun', 'tun7', '--address', '198.18.0.2/24', '--peer', '198.18.0.1/24'])).toMatchObject({ kind: 'run' });
   });
 
+  test('--user is checked before any device is touched, and only goes with a TUN', () => {
+    const tun = ['-s', '--tun', 'tun7', '--address', '198.18.0.2/24'];
+    expect(parseIperfArgs([...tun, '--user', 'nobody'])).toMatchObject({ kind: 'run', options: { user: 'nobody' } });
+    expect(parseIperfArgs([...tun, '--user', 'no-such-user-here'])).toMatchObject({ kind: 'parameter-error', message: expect.stringContaining('unknown user') as unknown });
+    expect(parseIperfArgs(['-c', '198.18.0.2', '--self', '--user', 'nobody'])).toMatchObject({ kind: 'parameter-error', message: '--user is for --tun (the netstack on a TUN device)' });
+    expect(parseIperfArgs(['-s', '--stack', 'hostinet', '--user', 'nobody'])).toMatchObject({ kind: 'parameter-error' });
+  });
+
   test('iperf3 flag shapes: clusters, attached values, long forms, suffixes', () => {
     const r = parseIperfArgs(['-c', '127.0.0.1', '--stack=hostinet', '-uJ', '-b10M/5', '-l', '1K', '-p5300', '--cc', 'reno', '-t', '3']);
     expect(r.kind).toBe('run');

@@ -6,6 +6,7 @@
  * what iperf3's end-of-test semantics allow (see `inFlightBound`). Root only (skipped with a
  * printed reason otherwise, never when CI=true). One namespace per test, deleted also on failure.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { Netns, Proc } from './tun-lab.js';
 import { kernelBufferMax, run, skipReason, withNetns } from './tun-lab.js';
@@ -249,6 +250,41 @@ describe.skipIf(!run)('usernet-iperf on a TUN against the real iperf3 3.12 in a 
           const { client, server } = await runCase(ns, k);
           record(k, client);
           agree(client, server, k.flags, bound);
+        });
+      },
+      TEST_TIMEOUT,
+    );
+  }
+});
+
+/** Fields of /proc/PID/status. */
+function procStatus(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+describe.skipIf(!run)('usernet-iperf on a TUN locks itself down once the device is set up', () => {
+  for (const user of [['--user', 'nobody'], []]) {
+    test(
+      user.length > 0 ? 'with --user nobody: no root, no capabilities, seccomp, and it still serves' : 'without --user: no capabilities, seccomp, a warning that it is still uid 0',
+      async () => {
+        await withNetns(async (ns) => {
+          const server = ns.iperf(['-s', '-1', '-J', '-p', String(PORT), '--tun', 'utun0', ...V4.tunArgs, ...user]);
+          await ns.accepting(V4.ours, PORT, server);
+          const st = procStatus(server.child.pid!);
+          expect(st.Uid!.split(/\s+/)[0]).toBe(user.length > 0 ? '65534' : '0');
+          expect([st.NoNewPrivs, st.Seccomp, st.CapEff, st.CapPrm, st.CapAmb]).toEqual(['1', '2', '0000000000000000', '0000000000000000', '0000000000000000']);
+          if (user.length > 0) expect(st.CapBnd).toBe('0000000000000000');
+          const client = ns.iperf3(['-c', V4.ours, '-p', String(PORT), '-t', '1', '-J']);
+          const c = await client.done(20_000);
+          expect(c.code, c.stderr).toBe(0);
+          const s = await server.done(10_000);
+          expect(s.code).toBe(0);
+          expect(s.stderr.includes('still running as root')).toBe(user.length === 0);
         });
       },
       TEST_TIMEOUT,
